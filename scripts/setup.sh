@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs everything ridectl needs on a fresh Debian/Ubuntu machine, idempotently:
+#   - system packages (Java 17, Maven, Python venv, a C toolchain for librdkafka)
+#   - the Kafka jars, resolved from Maven Central by scripts/kafka/pom.xml
+#   - the Python virtualenv with chDB (and pyspark) from PyPI
+#   - the ridectl binary (cargo build --release)
+# Each step is skipped when its inputs have not changed (stamp files in the cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+CACHE=$ROOT/.ridectl/cache   # = local.cache_dir in pipeline.yaml
+mkdir -p "$CACHE"
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# 1. System packages (only what is missing; needs root or sudo).
+need=()
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+command -v cc >/dev/null || need+=(build-essential)
+command -v make >/dev/null || need+=(make)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v curl >/dev/null || need+=(curl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+[ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing system packages: ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+command -v cargo >/dev/null || { echo "error: cargo (Rust 1.85+) is required: https://rustup.rs" >&2; exit 1; }
+
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+# 2. Kafka jars from Maven Central.
+KAFKA_LIBS=$CACHE/kafka-libs
+sum=$(sha256sum scripts/kafka/pom.xml | cut -d' ' -f1)
+if ! stamp_ok "$KAFKA_LIBS/.stamp" "$sum"; then
+  log "resolving Apache Kafka jars with Maven"
+  rm -rf "$KAFKA_LIBS"
+  mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$KAFKA_LIBS"
+  echo "$sum" > "$KAFKA_LIBS/.stamp"
+fi
+
+# 3. Python virtualenv (chDB endpoint, test tools).
+VENV=$CACHE/venv
+sum=$(cat scripts/requirements*.txt | sha256sum | cut -d' ' -f1)
+if ! stamp_ok "$VENV/.stamp" "$sum"; then
+  log "creating the Python virtualenv in $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+  echo "$sum" > "$VENV/.stamp"
+fi
+
+# 4. The ridectl binary.
+log "building ridectl (cargo build --release)"
+cargo build --release --quiet
+log "setup complete: target/release/ridectl"

@@ -1,0 +1,131 @@
+//! The command line: global options, one module per subcommand, and [`run`], which
+//! maps errors to exit codes (see [`crate::exit`]).
+
+mod config_cmd;
+mod local_cmd;
+mod schema_cmd;
+mod topics_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Loaded};
+use crate::exit;
+
+const EXAMPLES: &str = "\
+Examples:
+  ridectl local up                      start Kafka and the ClickHouse endpoint
+  ridectl topics create                 create or repair the topics in pipeline.yaml
+  ridectl schema apply                  create the ClickHouse tables
+  ridectl config show --profile prod    print the effective configuration
+
+Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
+--profile / RIDECTL_PROFILE says otherwise.
+Exit codes: 0 ok, 1 failure, 2 usage, 69 dependency unavailable, 78 bad configuration.";
+
+/// ridectl: a real-time ride analytics pipeline on Kafka and ClickHouse.
+#[derive(Debug, Parser)]
+#[command(name = "ridectl", version, about, after_help = EXAMPLES, propagate_version = true)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "RIDECTL_CONFIG",
+        default_value = "pipeline.yaml"
+    )]
+    pub config: PathBuf,
+    /// Configuration profile (`local`, `prod`, ...).
+    #[arg(long, global = true, env = "RIDECTL_PROFILE")]
+    pub profile: Option<String>,
+    /// Log filter (`info`, `debug`, `ridectl=trace`, ...).
+    #[arg(long, global = true, env = "RIDECTL_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl GlobalArgs {
+    /// Loads and validates the configuration (no network access).
+    pub fn load(&self) -> anyhow::Result<Loaded> {
+        Ok(config::load(&self.config, self.profile.as_deref())?)
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check or print pipeline.yaml.
+    Config(config_cmd::ConfigArgs),
+    /// Run the local real stack: Kafka brokers (KRaft) and the ClickHouse endpoint.
+    Local(local_cmd::LocalArgs),
+    /// Create, inspect and repair the Kafka topics.
+    Topics(topics_cmd::TopicsArgs),
+    /// Apply the ClickHouse schema in sql/.
+    Schema(schema_cmd::SchemaArgs),
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    restore_sigpipe();
+    init_logging(&cli.global.log);
+    let result = match cli.command {
+        Command::Config(args) => config_cmd::run(&cli.global, args),
+        Command::Local(args) => block_on(local_cmd::run(&cli.global, args)),
+        Command::Topics(args) => block_on(topics_cmd::run(&cli.global, args)),
+        Command::Schema(args) => block_on(schema_cmd::run(&cli.global, args)),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let code = exit::code_for(&err);
+            if code == exit::CONFIG {
+                // ConfigError already lists every problem, one per line.
+                eprint!("error: {}", err.root_cause());
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> anyhow::Result<u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)?
+        .block_on(fut)
+}
+
+/// Lets `ridectl ... | head` end quietly, as Unix tools do, instead of panicking on
+/// a closed pipe: Rust ignores SIGPIPE by default; restore the default action.
+fn restore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing the default disposition (no handler code runs) at start-up,
+    // before any other thread exists.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,19 @@
+//! ridectl: a real-time ride analytics pipeline on Kafka and ClickHouse.
+//!
+//! The library mirrors the pipeline: [`config`] (pipeline.yaml), [`events`] (the wire
+//! schema), [`kafka`] (clients and topic provisioning), [`clickhouse`] (client and
+//! schema migrations), [`local`] (the local real stack), and one module per command
+//! under [`cli`]. The binary only parses arguments and calls [`cli::run`].
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod clickhouse;
+pub mod config;
+pub mod events;
+pub mod exit;
+pub mod kafka;
+pub mod local;
+pub mod output;
+pub mod time;
+pub mod units;
