@@ -2,7 +2,9 @@
 //! maps errors to exit codes (see [`crate::exit`]).
 
 mod config_cmd;
+mod ingest_cmd;
 mod local_cmd;
+mod query_cmd;
 mod schema_cmd;
 mod topics_cmd;
 
@@ -74,6 +76,10 @@ pub enum Command {
     Topics(topics_cmd::TopicsArgs),
     /// Apply the ClickHouse schema in sql/.
     Schema(schema_cmd::SchemaArgs),
+    /// Write raw events from Kafka into ClickHouse, exactly once in effect.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Run a named query from sql/queries/ (or ad-hoc SQL) and print a table.
+    Query(query_cmd::QueryArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -85,6 +91,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Local(args) => block_on(local_cmd::run(&cli.global, args)),
         Command::Topics(args) => block_on(topics_cmd::run(&cli.global, args)),
         Command::Schema(args) => block_on(schema_cmd::run(&cli.global, args)),
+        Command::Ingest(args) => block_on(ingest_cmd::run(&cli.global, args)),
+        Command::Query(args) => block_on(query_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

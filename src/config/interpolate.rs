@@ -55,7 +55,7 @@ fn walk(
 }
 
 /// Numbers and booleans keep their type; anything else stays a string.
-fn retype(text: String) -> Value {
+pub(super) fn retype(text: String) -> Value {
     match serde_yaml::from_str::<Value>(&text) {
         Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
         _ => Value::String(text),

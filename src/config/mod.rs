@@ -37,6 +37,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("RIDECTL_CLICKHOUSE_DATABASE", "clickhouse.database"),
     ("RIDECTL_GENERATOR_RATE", "generator.rate"),
     ("RIDECTL_STATE_DIR", "local.state_dir"),
+    ("RIDECTL_KAFKA_PORT", "local.kafka_port"),
+    ("RIDECTL_CLICKHOUSE_PORT", "local.clickhouse_port"),
 ];
 
 /// One problem in the configuration.
@@ -184,7 +186,7 @@ pub fn load_str(
     }
     for (var, key) in ENV_OVERRIDES {
         if let Some(val) = env(var).filter(|v| !v.is_empty()) {
-            source::set(&mut doc, &Path::parse(key), Value::String(val));
+            source::set(&mut doc, &Path::parse(key), interpolate::retype(val));
         }
     }
 

@@ -1,5 +1,6 @@
 //! Kafka clients built from `pipeline.yaml`, and topic provisioning ([`topics`]).
 
+pub mod dlq;
 pub mod topics;
 
 use std::time::Duration;

@@ -1,0 +1,992 @@
+#!/usr/bin/env python3
+"""ClickHouse-compatible HTTP interface in front of chDB, the embedded ClickHouse engine.
+
+Serves the part of ClickHouse's HTTP protocol used by the `clickhouse` Rust crate,
+clickhouse-connect and curl:
+
+* the query in `?query=`, in the body, or in a multipart form (`query` field), where a
+  body after a URL query continues it (which is how INSERT data travels);
+* server-side query parameters (`param_<name>`), bound by chDB itself;
+* every other URL parameter is a setting for that request only;
+* streaming INSERTs in any input format, with ClickHouse's compressed-block framing
+  (`decompress=1`) and HTTP `Content-Encoding`;
+* results in ClickHouse's block framing (`compress=1`) and/or HTTP compression;
+* ClickHouse-style errors, users with passwords and read-only users.
+
+Each request runs on its own short-lived chDB connection, i.e. a fresh ClickHouse session,
+exactly like a sessionless request to clickhouse-server: settings, SET and USE never leak
+into later requests. A root connection keeps the engine open for the server's lifetime;
+chDB allows a single process per data directory, so this server is its only user.
+"""
+
+import argparse
+import base64
+import binascii
+import bz2
+import hmac
+import json
+import logging
+import lzma
+import os
+import re
+import secrets
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import uuid
+import zlib
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+import chdb  # bootstraps the engine library; the raw API lives in chdb._chdb
+import lz4.block
+import lz4.frame
+from chdb import _chdb
+from clickhouse_cityhash.cityhash import CityHash128
+
+try:
+    from compression import zstd  # Python 3.14+
+except ImportError:
+    from backports import zstd
+
+log = logging.getLogger("chdb_server")
+
+KEEP_ALIVE_TIMEOUT = 30  # seconds an idle keep-alive connection is kept (ClickHouse default)
+READ_SIZE = 1 << 20  # largest piece read from the socket at once
+INSERT_BATCH = 1 << 20  # bytes handed to chDB per streaming-insert append
+RESPONSE_BUFFER = 1 << 20  # result bytes held back so early errors still get a real status
+NATIVE_BLOCK = 1 << 20  # uncompressed size of a `compress=1` block (DBMS_DEFAULT_BUFFER_SIZE)
+MAX_COMPRESSED_BLOCK = 1 << 30  # ClickHouse's DBMS_MAX_COMPRESSED_SIZE
+
+# URL parameters handled by the HTTP layer; every other parameter is a setting.
+RESERVED_PARAMS = frozenset({
+    "query", "database", "default_format", "user", "password", "quota_key", "query_id",
+    "compress", "decompress", "stacktrace", "buffer_size", "wait_end_of_query", "role",
+    "session_id", "session_timeout", "session_check", "close_session",
+    "client_protocol_version",
+})
+IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# `INSERT ... FORMAT <name>` / `INSERT ... VALUES` whose data is the request body.
+STREAMING_INSERT_RE = re.compile(
+    r"\s*(INSERT\s+INTO\s+.+?)\s+(?:FORMAT\s+([A-Za-z0-9_]+)|(VALUES))\s*\Z", re.I | re.S)
+# A trailing `FORMAT <name>` clause, optionally followed by SETTINGS.
+FORMAT_CLAUSE_RE = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*(?:SETTINGS\b.*?)?;?\s*\Z", re.I | re.S)
+FORMAT_WORD_RE = re.compile(r"\bFORMAT\b|output_format_", re.I)
+ENGINE_ERROR_RE = re.compile(r"Code: (\d+)\. .*", re.S)
+
+# Formats whose per-block outputs concatenate into one valid result, mapped to the header
+# chDB repeats at the start of every streamed block: (kind, count) or None.
+STREAMABLE_FORMATS = {
+    "RowBinary": None, "Native": None, "CSV": None,
+    "TabSeparated": None, "TSV": None, "TabSeparatedRaw": None, "TSVRaw": None,
+    "JSONEachRow": None, "JSONLines": None, "NDJSON": None,
+    "JSONCompactEachRow": None, "JSONStringsEachRow": None,
+    "RowBinaryWithNames": ("binary", 1), "RowBinaryWithNamesAndTypes": ("binary", 2),
+    "TabSeparatedWithNames": ("lines", 1), "TSVWithNames": ("lines", 1),
+    "TabSeparatedWithNamesAndTypes": ("lines", 2), "TSVWithNamesAndTypes": ("lines", 2),
+    "JSONCompactEachRowWithNames": ("lines", 1),
+    "JSONCompactEachRowWithNamesAndTypes": ("lines", 2),
+}
+
+# exceptionCodeToHTTPStatus() of clickhouse-server; anything else is 500.
+HTTP_STATUS_BY_ERROR = {
+    401: ("REQUIRED_PASSWORD",),
+    403: ("UNKNOWN_USER", "WRONG_PASSWORD", "AUTHENTICATION_FAILED", "SET_NON_GRANTED_ROLE",
+          "ACCESS_DENIED"),
+    400: ("BAD_ARGUMENTS", "CANNOT_COMPILE_REGEXP", "CANNOT_PARSE_TEXT",
+          "CANNOT_PARSE_ESCAPE_SEQUENCE", "CANNOT_PARSE_QUOTED_STRING", "CANNOT_PARSE_DATE",
+          "CANNOT_PARSE_DATETIME", "CANNOT_PARSE_NUMBER", "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING",
+          "CANNOT_PARSE_IPV4", "CANNOT_PARSE_IPV6", "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+          "CANNOT_PARSE_UUID", "DUPLICATE_COLUMN", "ILLEGAL_COLUMN", "UNKNOWN_ELEMENT_IN_AST",
+          "UNKNOWN_TYPE_OF_AST_NODE", "THERE_IS_NO_COLUMN", "TOO_DEEP_AST", "TOO_BIG_AST",
+          "UNEXPECTED_AST_STRUCTURE", "SYNTAX_ERROR", "INCORRECT_DATA", "TYPE_MISMATCH",
+          "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE"),
+    404: ("UNKNOWN_TABLE", "UNKNOWN_FUNCTION", "UNKNOWN_IDENTIFIER", "UNKNOWN_TYPE",
+          "UNKNOWN_STORAGE", "UNKNOWN_DATABASE", "UNKNOWN_SETTING",
+          "UNKNOWN_DIRECTION_OF_SORTING", "UNKNOWN_AGGREGATE_FUNCTION", "UNKNOWN_FORMAT",
+          "UNKNOWN_DATABASE_ENGINE", "UNKNOWN_TYPE_OF_QUERY", "UNKNOWN_ROLE"),
+    413: ("QUERY_IS_TOO_LARGE",),
+    501: ("NOT_IMPLEMENTED",),
+    503: ("SOCKET_TIMEOUT", "CANNOT_OPEN_FILE", "CANNOT_SCHEDULE_TASK"),
+    411: ("HTTP_LENGTH_REQUIRED",),
+    408: ("TIMEOUT_EXCEEDED",),
+    415: ("UNSUPPORTED_MEDIA_TYPE",),
+}
+
+
+# --- errors -------------------------------------------------------------------------------
+
+class ServerError(Exception):
+    """A ClickHouse exception: its code and the full `Code: N. DB::Exception: ...` text."""
+
+    def __init__(self, code, text):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+class Errors:
+    """Builds ClickHouse-style exceptions with the engine's own error codes and version."""
+
+    def __init__(self, codes_by_name, version):
+        self._codes = codes_by_name
+        self._version = version
+        self._status = {self._codes[name]: status
+                        for status, names in HTTP_STATUS_BY_ERROR.items()
+                        for name in names if name in self._codes}
+
+    def make(self, name, message):
+        code = self._codes[name]
+        return ServerError(code, f"Code: {code}. DB::Exception: {message}. ({name}) "
+                                 f"(version {self._version})")
+
+    def from_engine(self, exc):
+        """Turns a chDB RuntimeError into a ServerError carrying the engine's code."""
+        match = ENGINE_ERROR_RE.search(str(exc))
+        if match is None:
+            return self.make("STD_EXCEPTION", str(exc))
+        text = match.group(0).strip()
+        if "(version " not in text:
+            text += f" (version {self._version})"
+        return ServerError(int(match.group(1)), text)
+
+    @contextmanager
+    def engine_calls(self):
+        """Re-raises chDB failures inside the block as ServerErrors."""
+        try:
+            yield
+        except RuntimeError as exc:
+            raise self.from_engine(exc) from None
+
+    def http_status(self, code):
+        return self._status.get(code, 500)
+
+
+# --- the engine ---------------------------------------------------------------------------
+
+class Engine:
+    """The embedded ClickHouse engine bound to one data directory."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        os.makedirs(self.path, exist_ok=True)
+        self._root = _chdb.connect(self.path)  # keeps the engine up between requests
+        version, timezone, compression = self._scalar_row(
+            "SELECT version(), timezone(), getSetting('enable_http_compression')")
+        self.timezone = timezone
+        self.http_compression = compression == "true"
+        self.errors = Errors(self._error_codes(), version)
+
+    def _scalar_row(self, sql):
+        return self._root.query(sql, "TSV").bytes().decode().rstrip("\n").split("\t")
+
+    def _error_codes(self):
+        rows = self._root.query(
+            "SELECT toUInt32(number) AS code, errorCodeToName(code) AS name "
+            "FROM numbers(10000) WHERE name != ''", "TSV").bytes().decode().splitlines()
+        return {name: int(code) for code, name in (row.split("\t") for row in rows)}
+
+    def session(self, settings, database):
+        """A fresh connection (= ClickHouse session) with `settings` applied and `database`
+        selected. Values are bound as query parameters, never spliced into SQL."""
+        conn = _chdb.connect(self.path)
+        try:
+            with self.errors.engine_calls():
+                if database:
+                    conn.query("USE {db:Identifier}", "TSV", params={"db": database})
+                if settings:
+                    conn.query(*self._set_statement(settings))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _set_statement(self, settings):
+        assignments, values = [], {}
+        for i, (name, value) in enumerate(settings):
+            if not IDENTIFIER_RE.match(name):
+                raise self.errors.make("UNKNOWN_SETTING", f"Unknown setting '{name}'")
+            assignments.append(f"{name} = {{v{i}:String}}")
+            values[f"v{i}"] = value
+        return "SET " + ", ".join(assignments), "TSV", values
+
+    def close(self):
+        self._root.close()
+
+
+# --- users --------------------------------------------------------------------------------
+
+class Users:
+    """Password check against the --users-file; without one everybody is `default`."""
+
+    def __init__(self, path, errors):
+        self._errors = errors
+        self._users = None
+        if path:
+            with open(path, encoding="utf-8") as f:
+                self._users = json.load(f)["users"]
+
+    def authenticate(self, user, password):
+        """Returns True when the user is read-only; raises AUTHENTICATION_FAILED."""
+        if self._users is None:
+            return False
+        entry = self._users.get(user)
+        expected = (entry or {}).get("password", "")
+        if entry is None or not hmac.compare_digest(expected.encode(), password.encode()):
+            raise self._errors.make(
+                "AUTHENTICATION_FAILED",
+                f"{user}: Authentication failed: password is incorrect, "
+                "or there is no user with such name")
+        return bool(entry.get("readonly", False))
+
+
+def request_credentials(headers, options):
+    """User and password from X-ClickHouse-User/Key, basic auth, or user/password params."""
+    user, password = headers.get("X-ClickHouse-User"), headers.get("X-ClickHouse-Key")
+    authorization = headers.get("Authorization", "")
+    if user is None and password is None and authorization[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(authorization[6:], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        user, _, password = decoded.partition(":")
+    elif user is None and password is None:
+        user, password = options.get("user"), options.get("password")
+    return user or "default", password or ""
+
+
+# --- compression --------------------------------------------------------------------------
+
+def block_checksum(data):
+    """CityHash128 (v1.0.2) of a compressed block as ClickHouse stores it: high half first."""
+    digest = CityHash128(data)
+    return struct.pack("<QQ", digest >> 64, digest & 0xFFFFFFFFFFFFFFFF)
+
+
+def native_frame(data):
+    """One block of ClickHouse's compressed framing: checksum, 0x82 (LZ4), sizes, data."""
+    compressed = lz4.block.compress(data, store_size=False)
+    block = struct.pack("<BII", 0x82, len(compressed) + 9, len(data)) + compressed
+    return block_checksum(block) + block
+
+
+def decode_native_frames(chunks, errors):
+    """Decodes the `decompress=1` framing block by block, verifying every checksum."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        pos = 0
+        while len(buffer) - pos >= 25:
+            method, size, raw_size = struct.unpack_from("<BII", buffer, pos + 16)
+            if size < 9 or size > MAX_COMPRESSED_BLOCK:
+                raise errors.make("TOO_LARGE_SIZE_COMPRESSED",
+                                  f"Too large size_compressed_without_checksum: {size}")
+            end = pos + 16 + size
+            if len(buffer) < end:
+                break
+            yield decode_native_block(bytes(buffer[pos:end]), method, raw_size, errors)
+            pos = end
+        del buffer[:pos]
+    if buffer:
+        raise errors.make("CANNOT_READ_ALL_DATA",
+                          f"Cannot read all data: {len(buffer)} bytes of a truncated "
+                          "compressed block at the end of the body")
+
+
+def decode_native_block(frame, method, raw_size, errors):
+    block, payload = frame[16:], frame[25:]
+    actual = block_checksum(block)
+    if actual != frame[:16]:
+        raise errors.make(
+            "CHECKSUM_DOESNT_MATCH",
+            f"Checksum doesn't match: corrupted data. Reference: {frame[:16].hex()}. "
+            f"Actual: {actual.hex()}. Size of compressed block: {len(block)}")
+    try:
+        if method == 0x82:
+            return lz4.block.decompress(payload, uncompressed_size=raw_size)
+        if method == 0x90:
+            return zstd.decompress(payload)
+    except (lz4.block.LZ4BlockError, zstd.ZstdError) as exc:
+        raise errors.make("CANNOT_DECOMPRESS", f"Cannot decompress block: {exc}") from None
+    if method == 0x02:
+        return payload
+    raise errors.make("UNKNOWN_CODEC", f"Unknown codec family code: {method}")
+
+
+DECOMPRESSORS = {
+    "gzip": lambda: zlib.decompressobj(31),
+    "x-gzip": lambda: zlib.decompressobj(31),
+    "deflate": zlib.decompressobj,
+    "xz": lzma.LZMADecompressor,
+    "zstd": zstd.ZstdDecompressor,
+    "lz4": lz4.frame.LZ4FrameDecompressor,
+    "bz2": bz2.BZ2Decompressor,
+}
+
+
+def decode_content(chunks, encoding, errors):
+    """Undoes an HTTP Content-Encoding, including concatenated streams."""
+    factory = DECOMPRESSORS.get(encoding)
+    if factory is None:
+        raise errors.make("UNKNOWN_COMPRESSION_METHOD",
+                          f"Unknown compression method '{encoding}'")
+    decoder, pending = factory(), False
+    try:
+        for chunk in chunks:
+            while chunk:
+                pending = True
+                out = decoder.decompress(chunk)
+                if out:
+                    yield out
+                if not decoder.eof:
+                    break
+                chunk, decoder, pending = decoder.unused_data, factory(), False
+    except (zlib.error, lzma.LZMAError, OSError, RuntimeError, zstd.ZstdError) as exc:
+        raise errors.make("CANNOT_DECOMPRESS", f"Cannot decode {encoding} body: {exc}") from None
+    if pending:
+        raise errors.make("CANNOT_DECOMPRESS", f"Truncated {encoding} body")
+
+
+class StreamEncoder:
+    """Uniform encode()/flush() over the standard streaming compressors."""
+
+    def __init__(self, compressor, prefix=b""):
+        self._compressor = compressor
+        self._prefix = prefix
+
+    def encode(self, data):
+        out, self._prefix = self._prefix + self._compressor.compress(data), b""
+        return out
+
+    def flush(self):
+        out, self._prefix = self._prefix + self._compressor.flush(), b""
+        return out
+
+
+def lz4_frame_encoder(_level):
+    compressor = lz4.frame.LZ4FrameCompressor()
+    return StreamEncoder(compressor, compressor.begin())
+
+
+# HTTP response encodings in clickhouse-server's order of preference.
+ENCODERS = {
+    "gzip": lambda level: StreamEncoder(zlib.compressobj(level, zlib.DEFLATED, 31)),
+    "deflate": lambda level: StreamEncoder(zlib.compressobj(level)),
+    "xz": lambda level: StreamEncoder(lzma.LZMACompressor(preset=min(max(level, 0), 9))),
+    "zstd": lambda level: StreamEncoder(zstd.ZstdCompressor(level=level)),
+    "lz4": lz4_frame_encoder,
+    "bz2": lambda level: StreamEncoder(bz2.BZ2Compressor(min(max(level, 1), 9))),
+}
+
+
+class NativeBlockEncoder:
+    """`compress=1`: the result in ClickHouse's compressed-block framing."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+
+    def encode(self, data):
+        self._buffer += data
+        if len(self._buffer) < NATIVE_BLOCK:
+            return b""
+        cut = len(self._buffer) - len(self._buffer) % NATIVE_BLOCK
+        out = b"".join(native_frame(bytes(self._buffer[i:i + NATIVE_BLOCK]))
+                       for i in range(0, cut, NATIVE_BLOCK))
+        del self._buffer[:cut]
+        return out
+
+    def flush(self):
+        out = native_frame(bytes(self._buffer)) if self._buffer else b""
+        self._buffer.clear()
+        return out
+
+
+# --- request body -------------------------------------------------------------------------
+
+class RequestBody:
+    """The request body as it arrives: Content-Length or chunked, read incrementally."""
+
+    def __init__(self, rfile, headers, errors):
+        self._rfile = rfile
+        self._errors = errors
+        self._encoding = headers.get("Content-Encoding", "").strip().lower()
+        self._chunked = headers.get("Transfer-Encoding", "").lower().endswith("chunked")
+        self._remaining = int(headers.get("Content-Length") or 0)
+        self._started = False
+        self.finished = not self._chunked and self._remaining == 0
+
+    def raw_chunks(self):
+        """Wire bytes without the transfer encoding; each read at most READ_SIZE."""
+        if self._started:
+            raise RuntimeError("request body read twice")
+        self._started = True
+        yield from self._chunked_pieces() if self._chunked else self._sized_pieces()
+        self.finished = True
+
+    def _sized_pieces(self):
+        while self._remaining:
+            piece = self._rfile.read(min(self._remaining, READ_SIZE))
+            if not piece:
+                raise ConnectionError("client closed the connection mid-body")
+            self._remaining -= len(piece)
+            yield piece
+
+    def _chunked_pieces(self):
+        while True:
+            line = self._rfile.readline(65537)
+            if not line.endswith(b"\n"):
+                raise ConnectionError("bad chunked request body")
+            size = int(line.split(b";", 1)[0], 16)
+            if size == 0:
+                break
+            self._remaining = size
+            yield from self._sized_pieces()
+            self._rfile.readline(3)
+        while self._rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+
+    def chunks(self, native_framing=False):
+        """Body content: Content-Encoding undone, then optionally the `decompress=1` framing."""
+        chunks = self.raw_chunks()
+        if self._encoding and self._encoding != "identity":
+            chunks = decode_content(chunks, self._encoding, self._errors)
+        if native_framing:
+            chunks = decode_native_frames(chunks, self._errors)
+        return chunks
+
+    def read(self, native_framing=False):
+        return b"".join(self.chunks(native_framing))
+
+    def drain(self):
+        """Discards what is left so the connection can serve the next request."""
+        if not self._started:
+            for _ in self.raw_chunks():
+                pass
+
+
+def coalesce(chunks, size):
+    """Regroups chunks into pieces of at least `size` bytes (the last may be shorter)."""
+    buffer = bytearray()
+    for chunk in chunks:
+        if not buffer and len(chunk) >= size:
+            yield chunk
+            continue
+        buffer += chunk
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+def parse_multipart(body, content_type, errors):
+    """Text fields of a multipart/form-data body as (name, value) pairs."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if match is None:
+        raise errors.make("BAD_ARGUMENTS", "multipart/form-data without a boundary")
+    delimiter = b"--" + match.group(1).encode()
+    fields = []
+    for part in body.split(delimiter)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, value = part.partition(b"\r\n\r\n")
+        disposition = re.search(rb'name="([^"]*)"(.*)', head)
+        if disposition is None:
+            continue
+        if b"filename=" in disposition.group(2):
+            raise errors.make("NOT_IMPLEMENTED", "External tables in multipart requests "
+                                                 "are not supported by this server")
+        value = value[:-2] if value.endswith(b"\r\n") else value
+        fields.append((disposition.group(1).decode(), value.decode()))
+    return fields
+
+
+# --- request model ------------------------------------------------------------------------
+
+class QueryRequest:
+    """What a request asks for, split into options, settings and query parameters."""
+
+    def __init__(self, pairs, headers):
+        self.options, self.settings, self.params = {}, {}, {}
+        for name, value in pairs:
+            if name.startswith("param_"):
+                self.params[name[6:]] = value
+            elif name in RESERVED_PARAMS:
+                self.options[name] = value
+            elif name:
+                self.settings[name] = value
+        self.query = self.options.get("query", "")
+        self.database = headers.get("X-ClickHouse-Database") or self.options.get("database")
+        self.default_format = (headers.get("X-ClickHouse-Format")
+                               or self.options.get("default_format") or "TabSeparated")
+        self.query_id = (self.options.get("query_id") or headers.get("X-ClickHouse-Query-Id")
+                         or str(uuid.uuid4()))
+
+    def flag(self, name):
+        return self.options.get(name, "0").lower() in ("1", "true")
+
+    def session_settings(self, readonly_user, is_get):
+        """Settings for the session, `readonly` last so it cannot be lifted: 1 for read-only
+        users, at least 2 for GET requests (as clickhouse-server does)."""
+        settings = dict(self.settings)
+        readonly = settings.pop("readonly", None)
+        if readonly_user:
+            readonly = "1"
+        elif is_get and readonly in (None, "0"):
+            readonly = "2"
+        items = list(settings.items())
+        return items + [("readonly", readonly)] if readonly is not None else items
+
+
+def output_format(sql, default_format):
+    match = FORMAT_CLAUSE_RE.search(sql)
+    return match.group(1) if match else default_format
+
+
+def content_type(fmt):
+    lower = fmt.lower()
+    if lower.startswith(("rowbinary", "native", "parquet", "arrow", "orc", "avro", "protobuf",
+                         "capnproto", "msgpack", "bson", "npy")):
+        return "application/octet-stream"
+    if lower.startswith(("tabseparated", "tsv")):
+        return "text/tab-separated-values; charset=UTF-8"
+    if lower.startswith("csv"):
+        return "text/csv; charset=UTF-8; header=" + ("present" if "withnames" in lower
+                                                     else "absent")
+    if lower.startswith(("json", "ndjson")):
+        return "application/json; charset=UTF-8"
+    if lower.startswith("xml"):
+        return "application/xml; charset=UTF-8"
+    return "text/plain; charset=UTF-8"
+
+
+def summary_header(read_rows=0, read_bytes=0, written_rows=0, written_bytes=0,
+                   result_rows=0, result_bytes=0, elapsed=0.0):
+    """X-ClickHouse-Summary: a JSON object of decimal strings, as clickhouse-server sends."""
+    values = {"read_rows": read_rows, "read_bytes": read_bytes, "written_rows": written_rows,
+              "written_bytes": written_bytes, "total_rows_to_read": read_rows,
+              "result_rows": result_rows, "result_bytes": result_bytes,
+              "elapsed_ns": int(elapsed * 1e9)}
+    return json.dumps({k: str(v) for k, v in values.items()}, separators=(",", ":"))
+
+
+def exception_block(tag, text):
+    """A mid-stream exception in clickhouse-server's tagged format (25.11+)."""
+    message = text.encode() + b"\n"
+    return (b"\r\n__exception__\r\n" + tag + b"\r\n" + message
+            + b"%d " % len(message) + tag + b"\r\n__exception__\r\n")
+
+
+# --- results ------------------------------------------------------------------------------
+
+def header_length(kind, count, chunk):
+    """Length of the names/types header chDB puts at the start of a streamed block."""
+    if kind == "lines":
+        pos = -1
+        for _ in range(count):
+            pos = chunk.index(b"\n", pos + 1)
+        return pos + 1
+    columns, pos = read_varint(chunk, 0)
+    for _ in range(columns * count):
+        size, pos = read_varint(chunk, pos)
+        pos += size
+    return pos
+
+
+def read_varint(data, pos):
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def stream_result(conn, handle, header):
+    """Blocks of a streaming query, with the repeated per-block header removed."""
+    header_size = None
+    done = False
+    try:
+        while True:
+            result = conn.streaming_fetch_result(handle)
+            if result is None or result.size() == 0:
+                done = True
+                return
+            data = result.bytes()
+            if header_size is None:
+                header_size = header_length(*header, data) if header else 0
+                yield data
+            else:
+                yield data[header_size:]
+    finally:
+        if not done:
+            conn.streaming_cancel_query(handle)
+
+
+class ResponseWriter:
+    """A 200 response whose headers are sent lazily: a result that fails before
+    `buffer_limit` encoded bytes still gets a proper error status, a result that fits
+    goes out with Content-Length, a longer one is streamed chunked."""
+
+    def __init__(self, handler, headers, encoders, buffer_limit):
+        self._handler = handler
+        self._headers = headers
+        self._encoders = encoders
+        self._limit = buffer_limit
+        self._pending = []
+        self._pending_size = 0
+        self._committed = False
+        self._tag = headers["X-ClickHouse-Exception-Tag"].encode()
+
+    def write(self, data):
+        for encoder in self._encoders:
+            data = encoder.encode(data)
+        if data:
+            self._pending.append(data)
+            self._pending_size += len(data)
+        if self._pending_size >= self._limit:
+            self._send_chunk()
+
+    def finish(self):
+        tail = b""
+        for encoder in self._encoders:
+            tail = encoder.encode(tail) + encoder.flush()
+        if tail:
+            self._pending.append(tail)
+            self._pending_size += len(tail)
+        if self._committed:
+            self._send_chunk()
+            self._handler.wfile.write(b"0\r\n\r\n")
+        else:
+            self._commit({"Content-Length": str(self._pending_size)})
+            for piece in self._pending:
+                self._handler.wfile.write(piece)
+
+    def fail(self, error):
+        """Reports an error after data went out (as clickhouse-server does); returns False
+        when nothing was sent yet, so the caller can answer with an error status instead."""
+        if not self._committed:
+            return False
+        self.write(exception_block(self._tag, error.text))
+        self.finish()
+        return True
+
+    def _commit(self, framing):
+        handler = self._handler
+        handler.send_response(200)
+        for name, value in {**self._headers, **framing}.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        self._committed = True
+
+    def _send_chunk(self):
+        if not self._committed:
+            self._commit({"Transfer-Encoding": "chunked"})
+        if self._pending_size:
+            self._handler.wfile.write(b"%X\r\n" % self._pending_size
+                                      + b"".join(self._pending) + b"\r\n")
+        self._pending, self._pending_size = [], 0
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "chdb-server"
+    sys_version = ""
+    timeout = KEEP_ALIVE_TIMEOUT
+    disable_nagle_algorithm = True
+    rbufsize = 64 * 1024
+
+    def handle(self):
+        self.close_connection = False
+        while not self.close_connection and self.server.wait_for_request(self):
+            self.handle_one_request()
+        self.server.forget(self)
+
+    def parse_request(self):
+        self.server.request_started(self)
+        return super().parse_request()
+
+    def do_GET(self):
+        self._dispatch()
+
+    def do_POST(self):
+        self._dispatch()
+
+    def _dispatch(self):
+        started, status = time.monotonic(), 200
+        path, _, query_string = self.path.partition("?")
+        try:
+            if path in ("/ping", "/replicas_status") or (path == "/" and self.command == "GET"
+                                                        and "query=" not in query_string):
+                self._send_plain(200, b"Ok.\n")
+            elif path == "/":
+                status = self._handle_query(query_string)
+            else:
+                status = 404
+                self._send_plain(404, f"There is no handle {path}\n\nUse / or /ping for "
+                                      "health checks.\n".encode())
+        except ServerError as error:
+            status = self.server.errors.http_status(error.code)
+            log.warning("%s %s -> %d: %s", self.command, path, status, error.text)
+            self._send_error(status, error)
+        except (ConnectionError, TimeoutError) as exc:
+            status = 0
+            log.warning("%s %s: connection lost: %s", self.command, path, exc)
+            self.close_connection = True
+        log.info("%s %s -> %s in %.1f ms", self.command, path, status or "aborted",
+                 (time.monotonic() - started) * 1000)
+        if self.server.request_finished(self):
+            self.close_connection = True
+
+    def _handle_query(self, query_string):
+        server = self.server
+        body = RequestBody(self.rfile, self.headers, server.errors)
+        try:
+            pairs = parse_qsl(query_string, keep_blank_values=True)
+            form = self.headers.get("Content-Type", "")
+            multipart = form.startswith("multipart/form-data")
+            if multipart:
+                pairs += parse_multipart(body.read(), form, server.errors)
+            request = QueryRequest(pairs, self.headers)
+            readonly_user = server.users.authenticate(
+                *request_credentials(self.headers, request.options))
+            settings = request.session_settings(readonly_user, self.command == "GET")
+            conn = server.engine.session(settings, request.database)
+            try:
+                insert = None if multipart else STREAMING_INSERT_RE.match(request.query)
+                if insert:
+                    self._run_insert(conn, request, body, insert)
+                    return 200
+                sql = request.query
+                data = b"" if multipart else body.read(request.flag("decompress"))
+                if data:
+                    sql = sql.encode() + b"\n" + data if sql else data
+                return self._run_query(conn, request, sql)
+            finally:
+                conn.close()
+        except ServerError:
+            body.drain()
+            raise
+
+    def _run_insert(self, conn, request, body, match):
+        head, fmt = match.group(1), match.group(2) or "Values"
+        errors = self.server.errors
+        with errors.engine_calls():
+            inserter = conn.send_insert(head, fmt)
+        try:
+            with errors.engine_calls():
+                for piece in coalesce(body.chunks(request.flag("decompress")), INSERT_BATCH):
+                    conn.insert_append(inserter, piece)
+                result = conn.insert_done(inserter)
+        except BaseException:
+            try:
+                conn.insert_cancel(inserter)
+            except RuntimeError:
+                pass  # already finished by the engine's own failure
+            raise
+        headers = self._common_headers(request)
+        headers["X-ClickHouse-Summary"] = summary_header(
+            written_rows=result.rows_written(), written_bytes=result.bytes_written(),
+            elapsed=result.elapsed())
+        self._send_plain(200, b"", headers)
+
+    def _run_query(self, conn, request, sql):
+        errors = self.server.errors
+        if not sql.strip():
+            raise errors.make("SYNTAX_ERROR", "Empty query")
+        text = sql if isinstance(sql, str) else sql[:65536].decode(errors="replace")
+        fmt = output_format(text, request.default_format)
+        with errors.engine_calls():
+            info = conn.classify_query(sql)
+            if info["statement_count"] > 1:
+                raise errors.make("SYNTAX_ERROR", "Multi-statements are not allowed")
+            handle = self._start_stream(conn, request, sql, text, info)
+            if handle is None:
+                result = conn.query(sql, request.default_format, params=request.params)
+        headers = self._common_headers(request)
+        headers.update({"Content-Type": content_type(fmt), "X-ClickHouse-Format": fmt,
+                        "X-ClickHouse-Timezone": self.server.engine.timezone,
+                        "X-ClickHouse-Exception-Tag": secrets.token_hex(8)})
+        headers.update(self._content_encoding(request))
+        encoders = self._encoders(request, headers)
+        if handle is None:
+            headers["X-ClickHouse-Summary"] = summary_header(
+                read_rows=result.storage_rows_read(), read_bytes=result.storage_bytes_read(),
+                result_rows=result.rows_read(), result_bytes=result.bytes_read(),
+                elapsed=result.elapsed())
+            writer = ResponseWriter(self, headers, encoders, float("inf"))
+            writer.write(result.get_memview().view())
+            writer.finish()
+            return 200
+        headers["X-ClickHouse-Summary"] = summary_header()
+        return self._send_stream(conn, handle, request, headers, encoders)
+
+    def _start_stream(self, conn, request, sql, text, info):
+        """Starts a streaming query when its blocks can be concatenated safely, i.e. the
+        output format is known for sure (no FORMAT clause, no output_format_* overrides) and
+        chDB can stream the statement; returns None to run the query materialized."""
+        header = STREAMABLE_FORMATS.get(request.default_format, False)
+        if (header is False or info["query_class"] != _chdb.query_class.READ_ONLY
+                or FORMAT_WORD_RE.search(text) or request.flag("wait_end_of_query")
+                or any(name.startswith("output_format_") for name in request.settings)):
+            return None
+        try:
+            return conn.send_query(sql, request.default_format, params=request.params), header
+        except RuntimeError as exc:
+            if "Streaming query is not supported" in str(exc):
+                return None
+            raise
+
+    def _send_stream(self, conn, handle, request, headers, encoders):
+        limit = max(RESPONSE_BUFFER, int(request.options.get("buffer_size") or 0))
+        writer = ResponseWriter(self, headers, encoders, limit)
+        try:
+            with self.server.errors.engine_calls():
+                for data in stream_result(conn, *handle):
+                    writer.write(data)
+        except ServerError as error:
+            if not writer.fail(error):
+                raise
+            log.warning("query failed mid-stream: %s", error.text)
+            return 200
+        writer.finish()
+        return 200
+
+    def _content_encoding(self, request):
+        """Content-Encoding for the result, chosen like clickhouse-server does."""
+        enabled = request.settings.get("enable_http_compression")
+        if not (self.server.engine.http_compression if enabled is None
+                else enabled.lower() in ("1", "true")):
+            return {}
+        accepted = self.headers.get("Accept-Encoding", "").lower()
+        for name in ENCODERS:
+            if name in accepted:
+                return {"Content-Encoding": name}
+        return {}
+
+    def _encoders(self, request, headers):
+        encoders = [NativeBlockEncoder()] if request.flag("compress") else []
+        encoding = headers.get("Content-Encoding")
+        if encoding:
+            level = int(request.settings.get("http_zlib_compression_level") or 3)
+            encoders.append(ENCODERS[encoding](level))
+        return encoders
+
+    def _common_headers(self, request):
+        return {"X-ClickHouse-Query-Id": request.query_id,
+                "X-ClickHouse-Server-Display-Name": self.server.display_name,
+                "Keep-Alive": f"timeout={KEEP_ALIVE_TIMEOUT}"}
+
+    def _send_plain(self, status, body, headers=None):
+        self.send_response(status)
+        headers = headers or {}
+        headers.setdefault("Content-Type", "text/plain; charset=UTF-8")
+        headers["Content-Length"] = str(len(body))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_error(self, status, error):
+        headers = {"X-ClickHouse-Exception-Code": str(error.code),
+                   "X-ClickHouse-Server-Display-Name": self.server.display_name}
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="ClickHouse server HTTP API"'
+        self._send_plain(status, error.text.encode() + b"\n", headers)
+
+    def log_request(self, code="-", size="-"):
+        pass  # _dispatch logs each request once it is complete
+
+
+class Server(ThreadingHTTPServer):
+    """One thread per connection; stop() finishes in-flight requests and closes idle
+    keep-alive connections, then server_close() joins every connection thread."""
+
+    daemon_threads = False
+    block_on_close = True
+    request_queue_size = 128
+
+    def __init__(self, address, engine, users):
+        self.engine = engine
+        self.errors = engine.errors
+        self.users = users
+        self.display_name = socket.gethostname()
+        self._lock = threading.Lock()
+        self._idle = set()
+        self._stopping = False
+        super().__init__(address, Handler)
+
+    def wait_for_request(self, handler):
+        """Marks the connection idle; False once the server is stopping."""
+        with self._lock:
+            if self._stopping:
+                return False
+            self._idle.add(handler)
+            return True
+
+    def request_started(self, handler):
+        with self._lock:
+            self._idle.discard(handler)
+
+    def request_finished(self, _handler):
+        """True when the connection must be closed after this response."""
+        with self._lock:
+            return self._stopping
+
+    def forget(self, handler):
+        with self._lock:
+            self._idle.discard(handler)
+
+    def stop(self):
+        self.shutdown()
+        with self._lock:
+            self._stopping = True
+            for handler in self._idle:
+                try:
+                    handler.connection.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8123, help="0 picks a free port")
+    parser.add_argument("--path", required=True, help="chDB data directory")
+    parser.add_argument("--users-file", help='JSON: {"users": {"name": {"password": "...", '
+                                             '"readonly": false}}}')
+    parser.add_argument("--log-file", help="log here instead of stderr")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(filename=args.log_file, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    engine = Engine(args.path)
+    try:
+        server = Server((args.host, args.port), engine, Users(args.users_file, engine.errors))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: threading.Thread(target=server.stop).start())
+        host, port = server.server_address[:2]
+        print(f"ready on http://{host}:{port}", flush=True)
+        log.info("serving %s on http://%s:%d", engine.path, host, port)
+        server.serve_forever(poll_interval=0.2)
+        server.server_close()
+    finally:
+        engine.close()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of ridectl: Rust unit and integration tests, and the Python tests
+# of the ClickHouse endpoint. Integration tests talk to a real local stack (Kafka in
+# KRaft mode + the chDB ClickHouse endpoint) that this script starts on its own
+# ports and state directory, and stops at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+# A test stack apart from the demo's (ports 9092/8123, .ridectl/state).
+export RIDECTL_STATE_DIR=.ridectl/test-state
+export RIDECTL_KAFKA_PORT=19092
+export RIDECTL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092
+export RIDECTL_CLICKHOUSE_PORT=18123
+export RIDECTL_CLICKHOUSE_URL=http://127.0.0.1:18123
+RIDECTL=target/release/ridectl
+
+$RIDECTL local down --purge >/dev/null
+trap '$RIDECTL local down >/dev/null || true' EXIT
+$RIDECTL local up
+
+status=0
+cargo test --release || status=$?
+.ridectl/cache/venv/bin/python -m pytest tests/python -q -p no:cacheprovider || status=$?
+exit $status

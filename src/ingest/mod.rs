@@ -1,0 +1,552 @@
+//! `ridectl ingest`: raw events from Kafka into ClickHouse, exactly once in effect.
+//!
+//! One consumer reads `ride-events` and `driver-locations`. Messages are validated
+//! (the same rules as the aggregation worker) and gathered into per-partition
+//! batches bounded by `ingest.batch_max_rows` and `ingest.batch_max_wait`. Writing a
+//! batch is four steps, each retried with exponential backoff until it succeeds or
+//! the worker is told to stop:
+//!
+//! 1. commit the batch's *intent* (its offset range, as commit metadata);
+//! 2. produce its rejected messages to the dead-letter topic;
+//! 3. insert its rows with `insert_deduplication_token = topic:partition:first:last`;
+//! 4. commit the offset after the batch.
+//!
+//! A crash anywhere replays the batch with the same range (see [`batch`]), so the
+//! insert is deduplicated by ClickHouse: no row is lost or doubled. The dead-letter
+//! topic is at-least-once across a crash.
+
+pub mod batch;
+pub mod rows;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::clickhouse::Access;
+use crate::config::PipelineConfig;
+use crate::events::{parse_driver_location, parse_ride_event};
+use crate::kafka::{self, Role, dlq};
+use crate::shutdown::Shutdown;
+use batch::{Batch, DeadLetter, Rows};
+use rows::{DriverLocationRow, RideEventRow};
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct IngestOptions {
+    /// Stop at the end offsets present at start (tests, backfills).
+    pub bounded: bool,
+    /// Start from the earliest offsets when the group has no committed offset.
+    pub from_beginning: bool,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestSummary {
+    /// Messages read.
+    pub consumed: u64,
+    /// Ride event rows inserted.
+    pub ride_rows: u64,
+    /// Driver location rows inserted.
+    pub location_rows: u64,
+    /// Messages sent to the dead-letter topic, by reason.
+    pub dead_letters: HashMap<&'static str, u64>,
+    /// Batches written.
+    pub batches: u64,
+    /// Insert attempts that failed and were retried.
+    pub retries: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Partitions revoked by a rebalance, drained by the main loop.
+#[derive(Default)]
+struct IngestContext {
+    revoked: Mutex<Vec<(String, i32)>>,
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance
+            && let Ok(mut r) = self.revoked.lock()
+        {
+            r.extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+        }
+    }
+}
+
+type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// Per-partition progress known to the loop.
+struct PartitionState {
+    batch: Option<Batch>,
+    /// The end of a replayed intent, applied to the next batch.
+    pending_cut: Option<i64>,
+}
+
+struct Worker<'a> {
+    cfg: &'a PipelineConfig,
+    consumer: IngestConsumer,
+    producer: FutureProducer,
+    ch: clickhouse::Client,
+    parts: HashMap<(String, i32), PartitionState>,
+    summary: IngestSummary,
+    shutdown: Shutdown,
+}
+
+/// Runs the ingest worker until `shutdown` fires (or, bounded, until the end offsets
+/// present at start are written).
+pub async fn run(
+    cfg: &PipelineConfig,
+    opts: IngestOptions,
+    shutdown: Shutdown,
+) -> anyhow::Result<IngestSummary> {
+    let started = Instant::now();
+    let topics = [
+        cfg.topics.ride_events.name.clone(),
+        cfg.topics.driver_locations.name.clone(),
+    ];
+    let timeout = cfg.kafka.connect_timeout.get();
+    let kcfg = cfg.kafka.clone();
+    tokio::task::spawn_blocking(move || kafka::cluster_info(&kcfg, timeout)).await??;
+
+    let mut cc = kafka::client_config(&cfg.kafka, Role::Consumer);
+    cc.set("group.id", &cfg.ingest.group_id)
+        .set("enable.auto.commit", "false")
+        .set(
+            "auto.offset.reset",
+            if opts.from_beginning || opts.bounded {
+                "earliest"
+            } else {
+                "latest"
+            },
+        )
+        // Inserts may be retried for minutes while ClickHouse is down: stay in the group.
+        .set("max.poll.interval.ms", "3600000");
+    let consumer: IngestConsumer = cc
+        .create_with_context(IngestContext::default())
+        .context("cannot create the ingest consumer")?;
+    let producer: FutureProducer = kafka::client_config(&cfg.kafka, Role::Producer)
+        .create()
+        .context("cannot create the dead-letter producer")?;
+
+    let ends = if opts.bounded {
+        let ends = end_offsets(&consumer, &topics, timeout)?;
+        consumer
+            .assign(&starting_positions(&consumer, &ends, timeout)?)
+            .context("assign partitions")?;
+        Some(ends)
+    } else {
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs).context("subscribe")?;
+        None
+    };
+    let mut worker = Worker {
+        cfg,
+        consumer,
+        producer,
+        ch: crate::clickhouse::client(&cfg.clickhouse, Access::Write),
+        parts: HashMap::new(),
+        summary: IngestSummary::default(),
+        shutdown,
+    };
+    worker.run_loop(ends.as_ref()).await?;
+    worker.summary.seconds = started.elapsed().as_secs_f64();
+    Ok(worker.summary)
+}
+
+/// High watermarks of every partition of `topics`.
+fn end_offsets(
+    c: &IngestConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let mut ends = HashMap::new();
+    for t in topics {
+        let md = c
+            .fetch_metadata(Some(t), timeout)
+            .with_context(|| format!("metadata of {t}"))?;
+        for topic in md.topics() {
+            anyhow::ensure!(
+                topic.error().is_none(),
+                "topic {t} does not exist (run `ridectl topics create`)"
+            );
+            for p in topic.partitions() {
+                let (_, high) = c
+                    .fetch_watermarks(t, p.id(), timeout)
+                    .with_context(|| format!("watermarks of {t}/{}", p.id()))?;
+                ends.insert((t.clone(), p.id()), high);
+            }
+        }
+    }
+    Ok(ends)
+}
+
+/// The group's committed positions (earliest where none) for an explicit assignment.
+fn starting_positions(
+    c: &IngestConsumer,
+    ends: &HashMap<(String, i32), i64>,
+    timeout: Duration,
+) -> anyhow::Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in ends.keys() {
+        tpl.add_partition(t, *p);
+    }
+    let committed = c
+        .committed_offsets(tpl, timeout)
+        .context("read committed offsets")?;
+    let mut out = TopicPartitionList::new();
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => Offset::Beginning,
+        };
+        out.add_partition_offset(e.topic(), e.partition(), offset)?;
+    }
+    Ok(out)
+}
+
+impl Worker<'_> {
+    async fn run_loop(&mut self, ends: Option<&HashMap<(String, i32), i64>>) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut last_log = Instant::now();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            if let Some(ends) = ends
+                && self.reached(ends)?
+            {
+                break;
+            }
+            tokio::select! {
+                msg = self.consumer.recv() => {
+                    match msg {
+                        Ok(m) => {
+                            let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
+                            let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec());
+                            drop(m);
+                            self.accept(&topic, partition, offset, key, &payload)?;
+                        }
+                        Err(e) => tracing::warn!("consumer error: {e}"),
+                    }
+                }
+                _ = tick.tick() => {}
+                _ = shutdown.wait() => break,
+            }
+            self.drop_revoked();
+            self.flush(false).await?;
+            if last_log.elapsed() >= Duration::from_secs(10) {
+                last_log = Instant::now();
+                let s = &self.summary;
+                tracing::info!(
+                    consumed = s.consumed,
+                    ride_rows = s.ride_rows,
+                    location_rows = s.location_rows,
+                    dead_letters = s.dead_letters.values().sum::<u64>(),
+                    retries = s.retries,
+                    "ingest progress"
+                );
+            }
+        }
+        self.flush(true).await
+    }
+
+    /// True when every partition's position reached its end offset.
+    fn reached(&self, ends: &HashMap<(String, i32), i64>) -> anyhow::Result<bool> {
+        let pos = self.consumer.position().context("read positions")?;
+        let done = ends.iter().all(|((t, p), end)| {
+            let at = pos
+                .find_partition(t, *p)
+                .and_then(|e| e.offset().to_raw())
+                .unwrap_or(-1);
+            *end == 0
+                || at >= *end
+                || self
+                    .parts
+                    .get(&(t.clone(), *p))
+                    .and_then(|s| s.batch.as_ref())
+                    .is_some_and(|b| b.last + 1 >= *end)
+        });
+        Ok(done)
+    }
+
+    fn drop_revoked(&mut self) {
+        let revoked: Vec<(String, i32)> = self
+            .consumer
+            .context()
+            .revoked
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        for key in revoked {
+            // Uncommitted work is replayed by the partition's next owner.
+            self.parts.remove(&key);
+        }
+    }
+
+    /// Adds one message to its partition's batch.
+    fn accept(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        self.summary.consumed += 1;
+        let is_rides = topic == self.cfg.topics.ride_events.name;
+        let k = (topic.to_string(), partition);
+        if !self.parts.contains_key(&k) {
+            // First message since assignment: a pending intent decides the first cut.
+            let cut = self.load_intent(topic, partition, offset)?;
+            self.parts.insert(
+                k.clone(),
+                PartitionState {
+                    batch: None,
+                    pending_cut: cut,
+                },
+            );
+        }
+        let Some(state) = self.parts.get_mut(&k) else {
+            return Ok(());
+        };
+        let batch = state.batch.get_or_insert_with(|| {
+            Batch::new(topic, partition, offset, is_rides, state.pending_cut.take())
+        });
+        if offset != batch.last + 1 {
+            // A gap (compaction, deleted records) is fine; a step back is a replay.
+            anyhow::ensure!(
+                offset > batch.last,
+                "offset went backwards on {topic}/{partition}: {} after {}",
+                offset,
+                batch.last
+            );
+        }
+        batch.last = offset;
+        let rejection = match &mut batch.rows {
+            Rows::Rides(rows) => match parse_ride_event(payload) {
+                Ok(ev) => {
+                    rows.push(RideEventRow::new(&ev, partition, offset));
+                    None
+                }
+                Err(r) => Some(r),
+            },
+            Rows::Locations(rows) => match parse_driver_location(payload) {
+                Ok((loc, t)) => {
+                    rows.push(DriverLocationRow::new(loc, t, partition, offset));
+                    None
+                }
+                Err(r) => Some(r),
+            },
+        };
+        if let Some(rejection) = rejection {
+            batch.dead.push(DeadLetter {
+                offset,
+                key,
+                payload: payload.to_vec(),
+                rejection,
+            });
+        }
+        Ok(())
+    }
+
+    /// The end offset of an intent committed for this partition at `offset`, if any.
+    fn load_intent(&self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<Option<i64>> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .context("read committed offsets")?;
+        let intent = committed
+            .elements()
+            .first()
+            .filter(|e| e.offset() == Offset::Offset(offset))
+            .and_then(|e| batch::parse_intent(e.metadata()));
+        if let Some((first, last)) = intent {
+            tracing::info!(
+                "{topic}/{partition}: replaying batch {first}..={last} announced before a restart"
+            );
+        }
+        Ok(intent.map(|(_, last)| last))
+    }
+
+    /// Writes every batch that is due (all non-empty ones when `all`).
+    async fn flush(&mut self, all: bool) -> anyhow::Result<()> {
+        let (max_rows, max_wait) = (
+            self.cfg.ingest.batch_max_rows,
+            self.cfg.ingest.batch_max_wait.get(),
+        );
+        let due: Vec<(String, i32)> = self
+            .parts
+            .iter()
+            .filter(|(_, s)| {
+                s.batch.as_ref().is_some_and(|b| {
+                    b.is_full(max_rows, max_wait) || (all && b.messages() > 0 && b.cut_at.is_none())
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            let Some(batch) = self.parts.get_mut(&k).and_then(|s| s.batch.take()) else {
+                continue;
+            };
+            if !self.write(batch).await? {
+                // Interrupted by shutdown: nothing committed; the batch is replayed later.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one batch; returns false when shutdown interrupted the retries.
+    async fn write(&mut self, batch: Batch) -> anyhow::Result<bool> {
+        let backoff = Backoff::from(self.cfg);
+        let (consumer, sd, retries) = (&self.consumer, &self.shutdown, &mut self.summary.retries);
+        let (topic, partition) = (batch.topic.as_str(), batch.partition);
+        let meta = batch::intent_metadata(batch.first, batch.last);
+        let intent = || async { commit(consumer, topic, partition, batch.first, &meta) };
+        if !backoff.retry("commit intent", sd, retries, intent).await {
+            return Ok(false);
+        }
+        let dlq_topic = &self.cfg.topics.dead_letter.name;
+        for d in &batch.dead {
+            let headers = dlq::headers(&d.rejection, topic, partition, d.offset);
+            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(dlq_topic)
+                .payload(&d.payload)
+                .headers(headers);
+            if let Some(k) = &d.key {
+                record = record.key(k);
+            }
+            self.producer
+                .send(record, Duration::from_secs(300))
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("dead-letter produce failed: {e}"))?;
+            *self
+                .summary
+                .dead_letters
+                .entry(d.rejection.reason.as_str())
+                .or_default() += 1;
+        }
+        let retries = &mut self.summary.retries;
+        if !batch.rows.is_empty() {
+            let token = batch.token();
+            let ch = &self.ch;
+            let write = || insert(ch.clone(), &batch.rows, token.clone());
+            if !backoff.retry("insert", sd, retries, write).await {
+                return Ok(false);
+            }
+        }
+        let done = || async { commit(consumer, topic, partition, batch.last + 1, "") };
+        if !backoff.retry("commit", sd, retries, done).await {
+            return Ok(false);
+        }
+        match &batch.rows {
+            Rows::Rides(r) => self.summary.ride_rows += r.len() as u64,
+            Rows::Locations(r) => self.summary.location_rows += r.len() as u64,
+        }
+        self.summary.batches += 1;
+        Ok(true)
+    }
+}
+
+/// Commits `offset` (with `metadata`) for one partition, synchronously.
+fn commit(
+    c: &IngestConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    metadata: &str,
+) -> anyhow::Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    if let Some(mut e) = tpl.find_partition(topic, partition) {
+        e.set_metadata(metadata);
+    }
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .context("offset commit")
+}
+
+/// Exponential backoff between retries of a failed step.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl From<&PipelineConfig> for Backoff {
+    fn from(cfg: &PipelineConfig) -> Self {
+        Backoff {
+            initial: cfg.ingest.retry_initial_backoff.get(),
+            max: cfg.ingest.retry_max_backoff.get(),
+        }
+    }
+}
+
+impl Backoff {
+    /// Runs `op` until it succeeds; false when `shutdown` fired first.
+    async fn retry<F, Fut>(
+        self,
+        what: &str,
+        shutdown: &Shutdown,
+        retries: &mut u64,
+        mut op: F,
+    ) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let mut delay = self.initial;
+        loop {
+            match op().await {
+                Ok(()) => return true,
+                Err(e) => {
+                    *retries += 1;
+                    tracing::warn!("{what} failed, retrying in {delay:?}: {e:#}");
+                }
+            }
+            let mut sd = shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = sd.wait() => return false,
+            }
+            delay = (delay * 2).min(self.max);
+        }
+    }
+}
+
+/// Inserts a batch's rows with its deduplication token.
+async fn insert(ch: clickhouse::Client, rows: &Rows, token: String) -> anyhow::Result<()> {
+    let ch = ch
+        .with_setting("insert_deduplication_token", token)
+        .with_setting("insert_deduplicate", "1")
+        .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
+    match rows {
+        Rows::Rides(rows) => {
+            let mut ins = ch.insert::<RideEventRow>("ride_events").await?;
+            for r in rows {
+                ins.write(r).await?;
+            }
+            ins.end().await.context("insert into ride_events")?;
+        }
+        Rows::Locations(rows) => {
+            let mut ins = ch.insert::<DriverLocationRow>("driver_locations").await?;
+            for r in rows {
+                ins.write(r).await?;
+            }
+            ins.end().await.context("insert into driver_locations")?;
+        }
+    }
+    Ok(())
+}

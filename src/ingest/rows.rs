@@ -1,0 +1,114 @@
+//! ClickHouse rows of `ride_events` and `driver_locations`, built from validated
+//! messages (RowBinary through the official crate).
+
+use clickhouse::Row;
+use serde::Serialize;
+
+use crate::events::{DriverLocation, RideEventView};
+use crate::time::EpochMillis;
+
+/// One row of `ride_events` (`ingested_at` is filled by the table's default).
+#[derive(Debug, Row, Serialize)]
+pub struct RideEventRow {
+    /// Unique event id.
+    pub event_id: String,
+    /// Schema version.
+    pub schema_version: u8,
+    /// Lifecycle step.
+    pub event_type: &'static str,
+    /// Ride id.
+    pub ride_id: String,
+    /// Event time (DateTime64(3) as epoch milliseconds).
+    pub timestamp: i64,
+    /// City.
+    pub city: String,
+    /// Fare estimate.
+    pub estimated_fare: f64,
+    /// Rider.
+    pub user_id: String,
+    /// Driver ('' before acceptance).
+    pub driver_id: String,
+    /// Pick-up latitude.
+    pub pickup_lat: f64,
+    /// Pick-up longitude.
+    pub pickup_lng: f64,
+    /// Drop-off latitude.
+    pub dropoff_lat: f64,
+    /// Drop-off longitude.
+    pub dropoff_lng: f64,
+    /// Charged fare (`completed`).
+    pub final_fare: Option<f64>,
+    /// Who cancelled ('' unless `cancelled`).
+    pub cancelled_by: &'static str,
+    /// Source partition.
+    pub kafka_partition: u16,
+    /// Source offset.
+    pub kafka_offset: u64,
+}
+
+impl RideEventRow {
+    /// The row of a validated event.
+    pub fn new(ev: &RideEventView<'_>, partition: i32, offset: i64) -> RideEventRow {
+        RideEventRow {
+            event_id: ev.event_id.to_string(),
+            schema_version: u8::try_from(ev.schema_version).unwrap_or(u8::MAX),
+            event_type: ev.event_type.as_str(),
+            ride_id: ev.ride_id.to_string(),
+            timestamp: ev.event_time,
+            city: ev.city.to_string(),
+            estimated_fare: ev.estimated_fare,
+            user_id: ev.user_id.to_string(),
+            driver_id: ev.driver_id.as_deref().unwrap_or_default().to_string(),
+            pickup_lat: ev.pickup.lat,
+            pickup_lng: ev.pickup.lng,
+            dropoff_lat: ev.dropoff.lat,
+            dropoff_lng: ev.dropoff.lng,
+            final_fare: ev.final_fare,
+            cancelled_by: ev.cancelled_by.map_or("", |c| c.as_str()),
+            kafka_partition: u16::try_from(partition).unwrap_or(u16::MAX),
+            kafka_offset: u64::try_from(offset).unwrap_or(0),
+        }
+    }
+}
+
+/// One row of `driver_locations`.
+#[derive(Debug, Row, Serialize)]
+pub struct DriverLocationRow {
+    /// Driver.
+    pub driver_id: String,
+    /// City.
+    pub city: String,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lng: f64,
+    /// Availability.
+    pub status: &'static str,
+    /// Event time (epoch ms).
+    pub timestamp: i64,
+    /// Source partition.
+    pub kafka_partition: u16,
+    /// Source offset.
+    pub kafka_offset: u64,
+}
+
+impl DriverLocationRow {
+    /// The row of a validated location update.
+    pub fn new(
+        loc: DriverLocation,
+        time: EpochMillis,
+        partition: i32,
+        offset: i64,
+    ) -> DriverLocationRow {
+        DriverLocationRow {
+            driver_id: loc.driver_id,
+            city: loc.city,
+            lat: loc.lat,
+            lng: loc.lng,
+            status: loc.status.as_str(),
+            timestamp: time,
+            kafka_partition: u16::try_from(partition).unwrap_or(u16::MAX),
+            kafka_offset: u64::try_from(offset).unwrap_or(0),
+        }
+    }
+}
