@@ -17,6 +17,9 @@ Each request runs on its own short-lived chDB connection, i.e. a fresh ClickHous
 exactly like a sessionless request to clickhouse-server: settings, SET and USE never leak
 into later requests. A root connection keeps the engine open for the server's lifetime;
 chDB allows a single process per data directory, so this server is its only user.
+
+Not supported: HTTP sessions (`session_id` is accepted and ignored, every request is its own
+session), X-ClickHouse-Progress headers, external tables in multipart requests, HEAD/OPTIONS.
 """
 
 import argparse
@@ -24,6 +27,7 @@ import base64
 import binascii
 import bz2
 import hmac
+import itertools
 import json
 import logging
 import lzma
@@ -38,11 +42,11 @@ import threading
 import time
 import uuid
 import zlib
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
-import chdb  # bootstraps the engine library; the raw API lives in chdb._chdb
+import chdb  # noqa: F401  -- bootstraps the engine library; its raw API is chdb._chdb
 import lz4.block
 import lz4.frame
 from chdb import _chdb
@@ -71,11 +75,15 @@ RESERVED_PARAMS = frozenset({
 })
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-# `INSERT ... FORMAT <name>` / `INSERT ... VALUES` whose data is the request body.
-STREAMING_INSERT_RE = re.compile(
-    r"\s*(INSERT\s+INTO\s+.+?)\s+(?:FORMAT\s+([A-Za-z0-9_]+)|(VALUES))\s*\Z", re.I | re.S)
+# The start of `INSERT ... FORMAT <name> <data>` / `INSERT ... VALUES <data>`; the data starts
+# after blanks and at most one line break, as clickhouse-server's parser has it.
+INSERT_RE = re.compile(rb"\s*(INSERT\s+INTO\s+.+?)\s+(?:FORMAT\s+([A-Za-z0-9_]+)|VALUES\b)"
+                       rb"[ \t\f]*\r?\n?", re.I | re.S)
+INSERT_LOOKAHEAD = 64 * 1024  # where the INSERT statement must end for the data to be streamed
+SELECT_RE = re.compile(rb"\bSELECT\b", re.I)
 # A trailing `FORMAT <name>` clause, optionally followed by SETTINGS.
-FORMAT_CLAUSE_RE = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*(?:SETTINGS\b.*?)?;?\s*\Z", re.I | re.S)
+FORMAT_CLAUSE_RE = re.compile(r"\bFORMAT\s+([A-Za-z0-9_]+)\s*(?:SETTINGS\b.*?)?;?\s*\Z",
+                              re.I | re.S)
 FORMAT_WORD_RE = re.compile(r"\bFORMAT\b|output_format_", re.I)
 ENGINE_ERROR_RE = re.compile(r"Code: (\d+)\. .*", re.S)
 
@@ -200,7 +208,8 @@ class Engine:
                 if database:
                     conn.query("USE {db:Identifier}", "TSV", params={"db": database})
                 if settings:
-                    conn.query(*self._set_statement(settings))
+                    statement, values = self._set_statement(settings)
+                    conn.query(statement, "TSV", params=values)
         except BaseException:
             conn.close()
             raise
@@ -213,7 +222,7 @@ class Engine:
                 raise self.errors.make("UNKNOWN_SETTING", f"Unknown setting '{name}'")
             assignments.append(f"{name} = {{v{i}:String}}")
             values[f"v{i}"] = value
-        return "SET " + ", ".join(assignments), "TSV", values
+        return "SET " + ", ".join(assignments), values
 
     def close(self):
         self._root.close()
@@ -283,9 +292,12 @@ def decode_native_frames(chunks, errors):
         pos = 0
         while len(buffer) - pos >= 25:
             method, size, raw_size = struct.unpack_from("<BII", buffer, pos + 16)
-            if size < 9 or size > MAX_COMPRESSED_BLOCK:
+            if size > MAX_COMPRESSED_BLOCK:
                 raise errors.make("TOO_LARGE_SIZE_COMPRESSED",
                                   f"Too large size_compressed_without_checksum: {size}")
+            if size < 9:
+                raise errors.make("CORRUPTED_DATA", f"Can't decompress data: the compressed "
+                                  f"data size ({size}) is less than the header size (9)")
             end = pos + 16 + size
             if len(buffer) < end:
                 break
@@ -336,18 +348,19 @@ def decode_content(chunks, encoding, errors):
         raise errors.make("UNKNOWN_COMPRESSION_METHOD",
                           f"Unknown compression method '{encoding}'")
     decoder, pending = factory(), False
-    try:
-        for chunk in chunks:
-            while chunk:
-                pending = True
+    for chunk in chunks:
+        while chunk:
+            pending = True
+            try:
                 out = decoder.decompress(chunk)
-                if out:
-                    yield out
-                if not decoder.eof:
-                    break
-                chunk, decoder, pending = decoder.unused_data, factory(), False
-    except (zlib.error, lzma.LZMAError, OSError, RuntimeError, zstd.ZstdError) as exc:
-        raise errors.make("CANNOT_DECOMPRESS", f"Cannot decode {encoding} body: {exc}") from None
+            except (zlib.error, lzma.LZMAError, OSError, RuntimeError, zstd.ZstdError) as exc:
+                raise errors.make("CANNOT_DECOMPRESS",
+                                  f"Cannot decode {encoding} body: {exc}") from None
+            if out:
+                yield out
+            if not decoder.eof:
+                break
+            chunk, decoder, pending = decoder.unused_data, factory(), False
     if pending:
         raise errors.make("CANNOT_DECOMPRESS", f"Truncated {encoding} body")
 
@@ -409,46 +422,52 @@ class NativeBlockEncoder:
 # --- request body -------------------------------------------------------------------------
 
 class RequestBody:
-    """The request body as it arrives: Content-Length or chunked, read incrementally."""
+    """The request body as it arrives (Content-Length or chunked), read incrementally.
+    The read position lives here, so drain() can finish a partially consumed body."""
 
     def __init__(self, rfile, headers, errors):
         self._rfile = rfile
         self._errors = errors
         self._encoding = headers.get("Content-Encoding", "").strip().lower()
         self._chunked = headers.get("Transfer-Encoding", "").lower().endswith("chunked")
-        self._remaining = int(headers.get("Content-Length") or 0)
-        self._started = False
-        self.finished = not self._chunked and self._remaining == 0
+        try:
+            self._remaining = 0 if self._chunked else int(headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ConnectionError("bad Content-Length") from None
+        self._in_chunk = False
+        self._finished = not self._chunked and self._remaining == 0
+
+    def _next_piece(self):
+        """The next at most READ_SIZE bytes of content, or None at the end of the body."""
+        if self._chunked and not self._remaining and not self._finished:
+            self._next_chunk()
+        if self._finished:
+            return None
+        piece = self._rfile.read(min(self._remaining, READ_SIZE))
+        if not piece:
+            raise ConnectionError("client closed the connection mid-body")
+        self._remaining -= len(piece)
+        self._finished = not self._chunked and not self._remaining
+        return piece
+
+    def _next_chunk(self):
+        if self._in_chunk:
+            self._rfile.readline(3)  # CRLF closing the previous chunk
+        line = self._rfile.readline(65537)
+        try:
+            self._remaining = int(line.split(b";", 1)[0], 16)
+        except ValueError:
+            raise ConnectionError("bad chunked request body") from None
+        self._in_chunk = True
+        if self._remaining == 0:
+            while self._rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            self._finished = True
 
     def raw_chunks(self):
-        """Wire bytes without the transfer encoding; each read at most READ_SIZE."""
-        if self._started:
-            raise RuntimeError("request body read twice")
-        self._started = True
-        yield from self._chunked_pieces() if self._chunked else self._sized_pieces()
-        self.finished = True
-
-    def _sized_pieces(self):
-        while self._remaining:
-            piece = self._rfile.read(min(self._remaining, READ_SIZE))
-            if not piece:
-                raise ConnectionError("client closed the connection mid-body")
-            self._remaining -= len(piece)
+        """Wire bytes without the transfer encoding."""
+        while (piece := self._next_piece()) is not None:
             yield piece
-
-    def _chunked_pieces(self):
-        while True:
-            line = self._rfile.readline(65537)
-            if not line.endswith(b"\n"):
-                raise ConnectionError("bad chunked request body")
-            size = int(line.split(b";", 1)[0], 16)
-            if size == 0:
-                break
-            self._remaining = size
-            yield from self._sized_pieces()
-            self._rfile.readline(3)
-        while self._rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-            pass  # trailers
 
     def chunks(self, native_framing=False):
         """Body content: Content-Encoding undone, then optionally the `decompress=1` framing."""
@@ -464,9 +483,28 @@ class RequestBody:
 
     def drain(self):
         """Discards what is left so the connection can serve the next request."""
-        if not self._started:
-            for _ in self.raw_chunks():
-                pass
+        while self._next_piece() is not None:
+            pass
+
+
+def match_insert(head):
+    """The INSERT statement and format at the start of `head` when the rest is its data.
+    INSERT ... SELECT and a FORMAT/VALUES inside a string literal are left to the engine."""
+    match = INSERT_RE.match(head)
+    if match is None or match.group(1).count(b"'") % 2 or SELECT_RE.search(match.group(1)):
+        return None
+    return match
+
+
+def read_prefix(chunks, size):
+    """Joins pieces from the `chunks` iterator until at least `size` bytes (or the end)."""
+    pieces, total = [], 0
+    for piece in chunks:
+        pieces.append(piece)
+        total += len(piece)
+        if total >= size:
+            break
+    return b"".join(pieces)
 
 
 def coalesce(chunks, size):
@@ -502,7 +540,10 @@ def parse_multipart(body, content_type, errors):
             raise errors.make("NOT_IMPLEMENTED", "External tables in multipart requests "
                                                  "are not supported by this server")
         value = value[:-2] if value.endswith(b"\r\n") else value
-        fields.append((disposition.group(1).decode(), value.decode()))
+        try:
+            fields.append((disposition.group(1).decode(), value.decode()))
+        except UnicodeDecodeError:
+            raise errors.make("BAD_ARGUMENTS", "multipart field is not UTF-8") from None
     return fields
 
 
@@ -575,6 +616,25 @@ def summary_header(read_rows=0, read_bytes=0, written_rows=0, written_bytes=0,
     return json.dumps({k: str(v) for k, v in values.items()}, separators=(",", ":"))
 
 
+class QueryStats:
+    """Progress of a query, summed over the results chDB returned so far."""
+
+    def __init__(self):
+        self.counters = dict.fromkeys(
+            ("read_rows", "read_bytes", "result_rows", "result_bytes", "elapsed"), 0)
+
+    def add(self, result):
+        for name, value in (("read_rows", result.storage_rows_read()),
+                            ("read_bytes", result.storage_bytes_read()),
+                            ("result_rows", result.rows_read()),
+                            ("result_bytes", result.bytes_read()),
+                            ("elapsed", result.elapsed())):
+            self.counters[name] += value
+
+    def summary(self):
+        return summary_header(**self.counters)
+
+
 def exception_block(tag, text):
     """A mid-stream exception in clickhouse-server's tagged format (25.11+)."""
     message = text.encode() + b"\n"
@@ -609,7 +669,7 @@ def read_varint(data, pos):
         shift += 7
 
 
-def stream_result(conn, handle, header):
+def stream_result(conn, handle, header, stats):
     """Blocks of a streaming query, with the repeated per-block header removed."""
     header_size = None
     done = False
@@ -619,6 +679,7 @@ def stream_result(conn, handle, header):
             if result is None or result.size() == 0:
                 done = True
                 return
+            stats.add(result)
             data = result.bytes()
             if header_size is None:
                 header_size = header_length(*header, data) if header else 0
@@ -627,7 +688,10 @@ def stream_result(conn, handle, header):
                 yield data[header_size:]
     finally:
         if not done:
-            conn.streaming_cancel_query(handle)
+            try:
+                conn.streaming_cancel_query(handle)
+            except RuntimeError:
+                pass  # the query already failed
 
 
 class ResponseWriter:
@@ -635,9 +699,10 @@ class ResponseWriter:
     `buffer_limit` encoded bytes still gets a proper error status, a result that fits
     goes out with Content-Length, a longer one is streamed chunked."""
 
-    def __init__(self, handler, headers, encoders, buffer_limit):
+    def __init__(self, handler, headers, stats, encoders, buffer_limit):
         self._handler = handler
         self._headers = headers
+        self._stats = stats
         self._encoders = encoders
         self._limit = buffer_limit
         self._pending = []
@@ -681,7 +746,8 @@ class ResponseWriter:
     def _commit(self, framing):
         handler = self._handler
         handler.send_response(200)
-        for name, value in {**self._headers, **framing}.items():
+        summary = {"X-ClickHouse-Summary": self._stats.summary()}
+        for name, value in {**self._headers, **summary, **framing}.items():
             handler.send_header(name, value)
         handler.end_headers()
         self._committed = True
@@ -707,9 +773,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle(self):
         self.close_connection = False
-        while not self.close_connection and self.server.wait_for_request(self):
-            self.handle_one_request()
-        self.server.forget(self)
+        try:
+            while not self.close_connection and self.server.wait_for_request(self):
+                self.handle_one_request()
+        finally:
+            self.server.forget(self)
 
     def parse_request(self):
         self.server.request_started(self)
@@ -722,69 +790,96 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self):
-        started, status = time.monotonic(), 200
+        started = time.monotonic()
         path, _, query_string = self.path.partition("?")
+        self._responded = False
         try:
-            if path in ("/ping", "/replicas_status") or (path == "/" and self.command == "GET"
-                                                        and "query=" not in query_string):
+            body = RequestBody(self.rfile, self.headers, self.server.errors)
+            status = self._respond(path, query_string, body)
+            if not self.close_connection:
+                body.drain()  # whatever a handler did not read, e.g. a body sent to /ping
+        except OSError as exc:  # the client went away, or sent a broken body
+            status = "aborted"
+            log.warning("%s %s: connection lost: %s", self.command, path, exc)
+            self.close_connection = True
+        log.info("%s %s -> %s in %.1f ms", self.command, path, status,
+                 (time.monotonic() - started) * 1000)
+
+    def _respond(self, path, query_string, body):
+        """Serves one request; returns the HTTP status sent."""
+        try:
+            if path in ("/ping", "/replicas_status"):
                 self._send_plain(200, b"Ok.\n")
-            elif path == "/":
-                status = self._handle_query(query_string)
-            else:
-                status = 404
-                self._send_plain(404, f"There is no handle {path}\n\nUse / or /ping for "
-                                      "health checks.\n".encode())
+                return 200
+            if path == "/":
+                return self._handle_query(query_string, body)
+            self._send_plain(404, f"There is no handle {path}\n\nUse / or /ping for "
+                                  "health checks.\n".encode())
+            return 404
         except ServerError as error:
             status = self.server.errors.http_status(error.code)
             log.warning("%s %s -> %d: %s", self.command, path, status, error.text)
+            body.drain()  # like clickhouse-server, read the rest before answering
             self._send_error(status, error)
-        except (ConnectionError, TimeoutError) as exc:
-            status = 0
-            log.warning("%s %s: connection lost: %s", self.command, path, exc)
-            self.close_connection = True
-        log.info("%s %s -> %s in %.1f ms", self.command, path, status or "aborted",
-                 (time.monotonic() - started) * 1000)
-        if self.server.request_finished(self):
-            self.close_connection = True
-
-    def _handle_query(self, query_string):
-        server = self.server
-        body = RequestBody(self.rfile, self.headers, server.errors)
-        try:
-            pairs = parse_qsl(query_string, keep_blank_values=True)
-            form = self.headers.get("Content-Type", "")
-            multipart = form.startswith("multipart/form-data")
-            if multipart:
-                pairs += parse_multipart(body.read(), form, server.errors)
-            request = QueryRequest(pairs, self.headers)
-            readonly_user = server.users.authenticate(
-                *request_credentials(self.headers, request.options))
-            settings = request.session_settings(readonly_user, self.command == "GET")
-            conn = server.engine.session(settings, request.database)
-            try:
-                insert = None if multipart else STREAMING_INSERT_RE.match(request.query)
-                if insert:
-                    self._run_insert(conn, request, body, insert)
-                    return 200
-                sql = request.query
-                data = b"" if multipart else body.read(request.flag("decompress"))
-                if data:
-                    sql = sql.encode() + b"\n" + data if sql else data
-                return self._run_query(conn, request, sql)
-            finally:
-                conn.close()
-        except ServerError:
-            body.drain()
+            return status
+        except OSError:
             raise
+        except Exception as exc:  # a bug: report it like clickhouse-server would
+            log.exception("%s %s failed", self.command, path)
+            self.close_connection = True
+            if not self._responded:
+                self._send_error(500, self.server.errors.make("STD_EXCEPTION", repr(exc)))
+            return 500
 
-    def _run_insert(self, conn, request, body, match):
-        head, fmt = match.group(1), match.group(2) or "Values"
+    def send_response(self, code, message=None):
+        self._responded = True
+        super().send_response(code, message)
+
+    def end_headers(self):
+        if self.close_connection or self.server.stopping:
+            self.send_header("Connection", "close")
+        super().end_headers()
+
+    def _handle_query(self, query_string, body):
+        server = self.server
+        pairs = parse_qsl(query_string, keep_blank_values=True)
+        form = self.headers.get("Content-Type", "")
+        multipart = form.startswith("multipart/form-data")
+        if multipart:
+            pairs += parse_multipart(body.read(), form, server.errors)
+        request = QueryRequest(pairs, self.headers)
+        if self.command == "GET" and not request.query:
+            self._send_plain(200, b"Ok.\n")
+            return 200
+        readonly_user = server.users.authenticate(
+            *request_credentials(self.headers, request.options))
+        settings = request.session_settings(readonly_user, self.command == "GET")
+        conn = server.engine.session(settings, request.database)
+        try:
+            if multipart:
+                return self._run_query(conn, request, request.query.encode())
+            # The body continues the query; an INSERT's data is streamed, never buffered.
+            chunks = body.chunks(request.flag("decompress"))
+            head = request.query.encode() + b"\n" if request.query else b""
+            head += read_prefix(chunks, INSERT_LOOKAHEAD)
+            insert = match_insert(head)
+            if insert:
+                data = itertools.chain([head[insert.end():]], chunks)
+                return self._run_insert(conn, request, insert, data)
+            return self._run_query(conn, request, head + b"".join(chunks))
+        finally:
+            conn.close()
+
+    def _run_insert(self, conn, request, match, data):
+        """Streams `data` into `INSERT ...` through chDB's streaming insert."""
+        statement = match.group(1).decode(errors="replace")
+        fmt = (match.group(2) or b"Values").decode()
         errors = self.server.errors
         with errors.engine_calls():
-            inserter = conn.send_insert(head, fmt)
+            inserter = conn.send_insert(statement, fmt)
         try:
             with errors.engine_calls():
-                for piece in coalesce(body.chunks(request.flag("decompress")), INSERT_BATCH):
+                for piece in coalesce(data, INSERT_BATCH):
                     conn.insert_append(inserter, piece)
                 result = conn.insert_done(inserter)
         except BaseException:
@@ -798,19 +893,20 @@ class Handler(BaseHTTPRequestHandler):
             written_rows=result.rows_written(), written_bytes=result.bytes_written(),
             elapsed=result.elapsed())
         self._send_plain(200, b"", headers)
+        return 200
 
     def _run_query(self, conn, request, sql):
         errors = self.server.errors
         if not sql.strip():
             raise errors.make("SYNTAX_ERROR", "Empty query")
-        text = sql if isinstance(sql, str) else sql[:65536].decode(errors="replace")
+        text = sql.decode(errors="replace")
         fmt = output_format(text, request.default_format)
         with errors.engine_calls():
             info = conn.classify_query(sql)
             if info["statement_count"] > 1:
                 raise errors.make("SYNTAX_ERROR", "Multi-statements are not allowed")
-            handle = self._start_stream(conn, request, sql, text, info)
-            if handle is None:
+            stream = self._start_stream(conn, request, sql, text, info)
+            if stream is None:
                 result = conn.query(sql, request.default_format, params=request.params)
         headers = self._common_headers(request)
         headers.update({"Content-Type": content_type(fmt), "X-ClickHouse-Format": fmt,
@@ -818,17 +914,15 @@ class Handler(BaseHTTPRequestHandler):
                         "X-ClickHouse-Exception-Tag": secrets.token_hex(8)})
         headers.update(self._content_encoding(request))
         encoders = self._encoders(request, headers)
-        if handle is None:
-            headers["X-ClickHouse-Summary"] = summary_header(
-                read_rows=result.storage_rows_read(), read_bytes=result.storage_bytes_read(),
-                result_rows=result.rows_read(), result_bytes=result.bytes_read(),
-                elapsed=result.elapsed())
-            writer = ResponseWriter(self, headers, encoders, float("inf"))
+        stats = QueryStats()
+        if stream is None:
+            stats.add(result)
+            writer = ResponseWriter(self, headers, stats, encoders, float("inf"))
             writer.write(result.get_memview().view())
             writer.finish()
             return 200
-        headers["X-ClickHouse-Summary"] = summary_header()
-        return self._send_stream(conn, handle, request, headers, encoders)
+        blocks = stream_result(conn, *stream, stats)
+        return self._send_stream(blocks, request, headers, stats, encoders)
 
     def _start_stream(self, conn, request, sql, text, info):
         """Starts a streaming query when its blocks can be concatenated safely, i.e. the
@@ -846,12 +940,15 @@ class Handler(BaseHTTPRequestHandler):
                 return None
             raise
 
-    def _send_stream(self, conn, handle, request, headers, encoders):
-        limit = max(RESPONSE_BUFFER, int(request.options.get("buffer_size") or 0))
-        writer = ResponseWriter(self, headers, encoders, limit)
+    def _send_stream(self, blocks, request, headers, stats, encoders):
+        buffer_size = request.options.get("buffer_size", "")
+        limit = max(RESPONSE_BUFFER, int(buffer_size) if buffer_size.isdigit() else 0)
+        if self.request_version != "HTTP/1.1":
+            limit = float("inf")  # no chunked encoding before HTTP/1.1
+        writer = ResponseWriter(self, headers, stats, encoders, limit)
         try:
-            with self.server.errors.engine_calls():
-                for data in stream_result(conn, *handle):
+            with self.server.errors.engine_calls(), closing(blocks):
+                for data in blocks:
                     writer.write(data)
         except ServerError as error:
             if not writer.fail(error):
@@ -923,7 +1020,16 @@ class Server(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._idle = set()
         self._stopping = False
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
+
+    def handle_error(self, request, client_address):
+        """Failures outside a request, e.g. a connection reset while idle."""
+        if isinstance(sys.exc_info()[1], OSError):
+            log.info("connection from %s closed: %s", client_address, sys.exc_info()[1])
+        else:
+            log.exception("connection from %s failed", client_address)
 
     def wait_for_request(self, handler):
         """Marks the connection idle; False once the server is stopping."""
@@ -937,10 +1043,9 @@ class Server(ThreadingHTTPServer):
         with self._lock:
             self._idle.discard(handler)
 
-    def request_finished(self, _handler):
-        """True when the connection must be closed after this response."""
-        with self._lock:
-            return self._stopping
+    @property
+    def stopping(self):
+        return self._stopping
 
     def forget(self, handler):
         with self._lock:
@@ -972,7 +1077,13 @@ def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(filename=args.log_file, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
-    engine = Engine(args.path)
+    try:
+        engine = Engine(args.path)
+    except RuntimeError as exc:  # e.g. another process already serves this directory
+        log.error("cannot open %s: %s", args.path, exc)
+        if args.log_file:
+            print(f"cannot open {args.path}: {exc}", file=sys.stderr)
+        return 1
     try:
         server = Server((args.host, args.port), engine, Users(args.users_file, engine.errors))
         for signum in (signal.SIGTERM, signal.SIGINT):

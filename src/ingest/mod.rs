@@ -19,11 +19,12 @@ pub mod batch;
 pub mod rows;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -87,7 +88,49 @@ impl ConsumerContext for IngestContext {
     }
 }
 
-type IngestConsumer = StreamConsumer<IngestContext>;
+type IngestConsumer = BaseConsumer<IngestContext>;
+
+/// The offset each (topic, partition) must reach in a bounded run.
+type EndOffsets = HashMap<(String, i32), i64>;
+
+/// One consumed message, owned, as the poll thread hands it over.
+struct Polled {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+}
+
+/// Polls the consumer on a dedicated thread and hands messages over a bounded
+/// channel: when the writer falls behind, the channel fills and polling waits
+/// (backpressure), while librdkafka keeps its own prefetch bounded.
+fn spawn_poller(
+    consumer: Arc<IngestConsumer>,
+    tx: tokio::sync::mpsc::Sender<Polled>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => {
+                    let polled = Polled {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    };
+                    if tx.blocking_send(polled).is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => tracing::warn!("consumer error: {e}"),
+            }
+        }
+    })
+}
 
 /// Per-partition progress known to the loop.
 struct PartitionState {
@@ -98,7 +141,7 @@ struct PartitionState {
 
 struct Worker<'a> {
     cfg: &'a PipelineConfig,
-    consumer: IngestConsumer,
+    consumer: Arc<IngestConsumer>,
     producer: FutureProducer,
     ch: clickhouse::Client,
     parts: HashMap<(String, i32), PartitionState>,
@@ -142,18 +185,20 @@ pub async fn run(
         .create()
         .context("cannot create the dead-letter producer")?;
 
-    let ends = if opts.bounded {
-        let ends = end_offsets(&consumer, &topics, timeout)?;
-        consumer
-            .assign(&starting_positions(&consumer, &ends, timeout)?)
-            .context("assign partitions")?;
-        Some(ends)
+    let targets = if opts.bounded {
+        let (assignment, targets) = bounded_assignment(&consumer, &topics, timeout)?;
+        consumer.assign(&assignment).context("assign partitions")?;
+        Some(targets)
     } else {
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs).context("subscribe")?;
         None
     };
-    let mut worker = Worker {
+    let consumer = Arc::new(consumer);
+    let (tx, rx) = tokio::sync::mpsc::channel(10_000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = spawn_poller(consumer.clone(), tx, stop.clone());
+    let worker = Worker {
         cfg,
         consumer,
         producer,
@@ -162,18 +207,24 @@ pub async fn run(
         summary: IngestSummary::default(),
         shutdown,
     };
-    worker.run_loop(ends.as_ref()).await?;
-    worker.summary.seconds = started.elapsed().as_secs_f64();
-    Ok(worker.summary)
+    // The loop owns the receiver: when it returns, the poll thread's next send fails.
+    let result = worker.run_loop(rx, targets).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+    let mut summary = result?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
 }
 
-/// High watermarks of every partition of `topics`.
-fn end_offsets(
+/// For a bounded run: every partition of `topics` assigned at the group's committed
+/// offset (earliest where none), and the end offset each partition must reach —
+/// only partitions that have something left to read.
+fn bounded_assignment(
     c: &IngestConsumer,
     topics: &[String],
     timeout: Duration,
-) -> anyhow::Result<HashMap<(String, i32), i64>> {
-    let mut ends = HashMap::new();
+) -> anyhow::Result<(TopicPartitionList, EndOffsets)> {
+    let mut all = TopicPartitionList::new();
     for t in topics {
         let md = c
             .fetch_metadata(Some(t), timeout)
@@ -184,61 +235,54 @@ fn end_offsets(
                 "topic {t} does not exist (run `ridectl topics create`)"
             );
             for p in topic.partitions() {
-                let (_, high) = c
-                    .fetch_watermarks(t, p.id(), timeout)
-                    .with_context(|| format!("watermarks of {t}/{}", p.id()))?;
-                ends.insert((t.clone(), p.id()), high);
+                all.add_partition(t, p.id());
             }
         }
     }
-    Ok(ends)
-}
-
-/// The group's committed positions (earliest where none) for an explicit assignment.
-fn starting_positions(
-    c: &IngestConsumer,
-    ends: &HashMap<(String, i32), i64>,
-    timeout: Duration,
-) -> anyhow::Result<TopicPartitionList> {
-    let mut tpl = TopicPartitionList::new();
-    for (t, p) in ends.keys() {
-        tpl.add_partition(t, *p);
-    }
     let committed = c
-        .committed_offsets(tpl, timeout)
+        .committed_offsets(all, timeout)
         .context("read committed offsets")?;
-    let mut out = TopicPartitionList::new();
+    let mut assignment = TopicPartitionList::new();
+    let mut targets = HashMap::new();
     for e in committed.elements() {
-        let offset = match e.offset() {
-            Offset::Offset(o) => Offset::Offset(o),
-            _ => Offset::Beginning,
+        let (t, p) = (e.topic(), e.partition());
+        let (low, high) = c
+            .fetch_watermarks(t, p, timeout)
+            .with_context(|| format!("watermarks of {t}/{p}"))?;
+        let start = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
         };
-        out.add_partition_offset(e.topic(), e.partition(), offset)?;
+        assignment.add_partition_offset(t, p, Offset::Offset(start.max(low)))?;
+        if start.max(low) < high {
+            targets.insert((t.to_string(), p), high);
+        }
     }
-    Ok(out)
+    Ok((assignment, targets))
 }
 
 impl Worker<'_> {
-    async fn run_loop(&mut self, ends: Option<&HashMap<(String, i32), i64>>) -> anyhow::Result<()> {
+    async fn run_loop(
+        mut self,
+        mut rx: tokio::sync::mpsc::Receiver<Polled>,
+        mut targets: Option<EndOffsets>,
+    ) -> anyhow::Result<IngestSummary> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut last_log = Instant::now();
         let mut shutdown = self.shutdown.clone();
         loop {
-            if let Some(ends) = ends
-                && self.reached(ends)?
-            {
+            if targets.as_ref().is_some_and(HashMap::is_empty) {
                 break;
             }
             tokio::select! {
-                msg = self.consumer.recv() => {
-                    match msg {
-                        Ok(m) => {
-                            let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
-                            let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec());
-                            drop(m);
-                            self.accept(&topic, partition, offset, key, &payload)?;
+                msg = rx.recv() => {
+                    let Some(m) = msg else { break };
+                    self.accept(&m.topic, m.partition, m.offset, m.key, &m.payload)?;
+                    if let Some(t) = targets.as_mut() {
+                        let key = (m.topic, m.partition);
+                        if t.get(&key).is_some_and(|end| m.offset + 1 >= *end) {
+                            t.remove(&key);
                         }
-                        Err(e) => tracing::warn!("consumer error: {e}"),
                     }
                 }
                 _ = tick.tick() => {}
@@ -259,26 +303,8 @@ impl Worker<'_> {
                 );
             }
         }
-        self.flush(true).await
-    }
-
-    /// True when every partition's position reached its end offset.
-    fn reached(&self, ends: &HashMap<(String, i32), i64>) -> anyhow::Result<bool> {
-        let pos = self.consumer.position().context("read positions")?;
-        let done = ends.iter().all(|((t, p), end)| {
-            let at = pos
-                .find_partition(t, *p)
-                .and_then(|e| e.offset().to_raw())
-                .unwrap_or(-1);
-            *end == 0
-                || at >= *end
-                || self
-                    .parts
-                    .get(&(t.clone(), *p))
-                    .and_then(|s| s.batch.as_ref())
-                    .is_some_and(|b| b.last + 1 >= *end)
-        });
-        Ok(done)
+        self.flush(true).await?;
+        Ok(self.summary)
     }
 
     fn drop_revoked(&mut self) {

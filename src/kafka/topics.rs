@@ -331,10 +331,60 @@ pub async fn apply(
             }
         }
     }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        bail!("{}", failures.join("; "))
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
+    }
+    wait_applied(admin, actions, timeout).await
+}
+
+/// Waits until the cluster reports what `actions` asked for (metadata and configs
+/// propagate asynchronously), so the next command sees it.
+async fn wait_applied(
+    admin: &AdminClient<DefaultClientContext>,
+    actions: &[Action],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let names: Vec<String> = actions
+        .iter()
+        .filter(|a| !a.is_noop())
+        .map(|a| a.name().to_string())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let (actual, _) = describe(admin, &names, timeout).await?;
+        let done = actions.iter().all(|a| match a {
+            Action::UpToDate { .. } => true,
+            Action::Create { topic } => actual.get(&topic.name).is_some_and(|s| {
+                s.partitions == topic.partitions
+                    && topic
+                        .config
+                        .iter()
+                        .all(|(k, v)| s.configs.get(k) == Some(v))
+            }),
+            Action::Update {
+                name,
+                add_partitions,
+                config_changes,
+                ..
+            } => actual.get(name).is_some_and(|s| {
+                add_partitions.is_none_or(|(_, to)| s.partitions == to)
+                    && config_changes
+                        .iter()
+                        .all(|c| s.configs.get(&c.key) == Some(&c.to))
+            }),
+        });
+        if done {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the cluster did not show the topic changes within {timeout:?}; check `ridectl topics describe`"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
