@@ -98,8 +98,9 @@ impl KafkaCluster {
             .join(",")
     }
 
+    /// KRaft controller port of node `i` (0-based): broker port + 1000 + i.
     fn controller_port(&self, i: usize) -> u16 {
-        self.base_port + 10_000 + i as u16
+        self.base_port + 1000 + i as u16
     }
 
     fn properties(&self, node: usize) -> String {
