@@ -20,6 +20,6 @@ trap '$RIDECTL local down >/dev/null || true' EXIT
 $RIDECTL local up
 
 status=0
-cargo test --release || status=$?
+cargo test --release --no-fail-fast || status=$?
 .ridectl/cache/venv/bin/python -m pytest tests/python -q -p no:cacheprovider || status=$?
 exit $status

@@ -55,6 +55,10 @@ pub fn table(rs: &ResultSet, threshold: f64, color: bool) -> String {
         .map(|(i, _)| i)
         .collect();
     let mut t = crate::output::table(&header, &numeric);
+    if color {
+        // The caller decided (terminal, NO_COLOR); comfy-table would check again.
+        t.enforce_styling();
+    }
     for row in &rs.rows {
         let cells: Vec<Cell> = row
             .iter()
