@@ -239,9 +239,7 @@ fn bounded_assignment(
             }
         }
     }
-    let committed = c
-        .committed_offsets(all, timeout)
-        .context("read committed offsets")?;
+    let committed = kafka::committed_offsets(c, all, timeout)?;
     let mut assignment = TopicPartitionList::new();
     let mut targets = HashMap::new();
     for e in committed.elements() {
@@ -391,10 +389,7 @@ impl Worker<'_> {
     fn load_intent(&self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<Option<i64>> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, partition);
-        let committed = self
-            .consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .context("read committed offsets")?;
+        let committed = kafka::committed_offsets(&self.consumer, tpl, Duration::from_secs(30))?;
         let intent = committed
             .elements()
             .first()

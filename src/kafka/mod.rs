@@ -106,3 +106,33 @@ pub fn cluster_info(k: &KafkaConfig, timeout: Duration) -> anyhow::Result<Cluste
         topics: md.topics().len(),
     })
 }
+
+/// The group's committed offsets for `tpl`, retrying while the group coordinator
+/// is still being elected or loading (normal on a fresh cluster), up to `timeout`.
+pub fn committed_offsets<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: rdkafka::TopicPartitionList,
+    timeout: Duration,
+) -> anyhow::Result<rdkafka::TopicPartitionList> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match consumer.committed_offsets(tpl.clone(), timeout) {
+            Ok(t) => return Ok(t),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        Code::NotCoordinator
+                            | Code::CoordinatorLoadInProgress
+                            | Code::CoordinatorNotAvailable
+                    )
+                ) && std::time::Instant::now() < deadline =>
+            {
+                tracing::debug!("group coordinator not ready ({e}); retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e).context("read committed offsets"),
+        }
+    }
+}

@@ -174,9 +174,7 @@ pub fn consumer_lag(
             }
         }
     }
-    let committed = c
-        .committed_offsets(tpl, timeout)
-        .context("committed offsets")?;
+    let committed = crate::kafka::committed_offsets(&c, tpl, timeout)?;
     let mut out = Vec::new();
     for e in committed.elements() {
         let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout)?;
