@@ -486,7 +486,7 @@ impl Alerter {
                             er.attempts = attempts;
                             state.apply(e);
                             state::save(&self.state_file, &state)?;
-                            tracing::info!("PagerDuty {:?} {} delivered", e.action, e.key);
+                            tracing::info!("PagerDuty {} {} delivered", e.action.as_str(), e.key);
                         }
                         Err(err) => {
                             tracing::error!("{err}");

@@ -35,6 +35,16 @@ pub enum Action {
     Resolve,
 }
 
+impl Action {
+    /// The wire spelling (`trigger`, `resolve`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Trigger => "trigger",
+            Action::Resolve => "resolve",
+        }
+    }
+}
+
 /// The `payload` of a trigger event.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Payload {
@@ -133,7 +143,7 @@ impl RetryPolicy {
 pub enum SendError {
     /// PagerDuty refused the event (400 invalid event, 401/403 bad key, ...): retrying
     /// the same event cannot help.
-    #[error("PagerDuty rejected the {action:?} event {dedup_key} with HTTP {status}: {body}")]
+    #[error("PagerDuty rejected the {} event {dedup_key} with HTTP {status}: {body}", action.as_str())]
     Rejected {
         /// The event's action.
         action: Action,
@@ -146,7 +156,8 @@ pub enum SendError {
     },
     /// Every attempt was throttled, failed on the server or did not connect.
     #[error(
-        "PagerDuty did not accept the {action:?} event {dedup_key} after {attempts} attempts; last: {last}"
+        "PagerDuty did not accept the {} event {dedup_key} after {attempts} attempts; last: {last}",
+        action.as_str()
     )]
     GaveUp {
         /// The event's action.
@@ -235,8 +246,8 @@ impl Client {
                 .policy
                 .delay(attempt, retry_after, rand::random::<f64>());
             tracing::warn!(
-                "PagerDuty {:?} {}: {why}; retrying in {delay:?} (attempt {attempt} of {})",
-                event.event_action,
+                "PagerDuty {} {}: {why}; retrying in {delay:?} (attempt {attempt} of {})",
+                event.event_action.as_str(),
                 event.dedup_key,
                 self.policy.max_attempts
             );

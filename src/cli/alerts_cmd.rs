@@ -255,8 +255,11 @@ fn render_text(report: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "{:?} {} ({} {}): {what}",
-            e.action, e.dedup_key, e.rule, e.city
+            "{} {} ({} {}): {what}",
+            e.action.as_str(),
+            e.dedup_key,
+            e.rule,
+            e.city
         );
         if let Some(ev) = &e.event {
             let _ = writeln!(
