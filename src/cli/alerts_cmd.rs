@@ -83,6 +83,9 @@ pub async fn run(global: &GlobalArgs, args: AlertsArgs) -> anyhow::Result<u8> {
     match args.command {
         AlertsCommand::Check(c) => {
             let alerter = alerter(global, &c)?;
+            // Exit 69 when ClickHouse does not answer, as every command does.
+            let ch = &global.load()?.config.clickhouse;
+            crate::clickhouse::version(ch, ch.request_timeout.get()).await?;
             let report = alerter.check(c.at.unwrap_or_else(now_millis)).await?;
             print(&report, c.format)?;
             outcome(&report)
