@@ -776,6 +776,28 @@ async fn every_dashboard_query_runs_and_returns_what_its_panel_needs() {
                         );
                         let rs = run(&l, &expand(&t.raw_sql, &ctx, vars, &what), &what).await;
                         check_shape(p, &rs, &what);
+                        if p.title == "City performance" {
+                            // The seed design's table: the numbers of `ridectl query city-stats`.
+                            let q = query::find(
+                                &common::project_dir().join("sql/queries"),
+                                "city-stats",
+                            )
+                            .unwrap();
+                            let params = Params {
+                                from: t0,
+                                to: end,
+                                cities: vars["city"].clone(),
+                                threshold: 0.3,
+                            };
+                            let named = query::run_sql(&l.config.clickhouse, &q.sql, &params)
+                                .await
+                                .unwrap();
+                            assert_eq!(
+                                (&rs.columns, &rs.rows),
+                                (&named.columns, &named.rows),
+                                "{what}"
+                            );
+                        }
                         if let Some(c) = rs.column("city") {
                             let seen: BTreeSet<&str> =
                                 rs.rows.iter().filter_map(|r| r[c].as_str()).collect();

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use super::GlobalArgs;
 use crate::alerts::pagerduty::RetryPolicy;
 use crate::alerts::{Alerter, AlerterOptions, CityStatus, Delivery, Report};
+use crate::config::Loaded;
 use crate::exit;
 use crate::output::Format;
 use crate::time::{EpochMillis, now_millis, parse_iso8601};
@@ -82,28 +83,28 @@ fn parse_time(s: &str) -> Result<i64, String> {
 pub async fn run(global: &GlobalArgs, args: AlertsArgs) -> anyhow::Result<u8> {
     match args.command {
         AlertsCommand::Check(c) => {
-            let alerter = alerter(global, &c)?;
+            let loaded = global.load()?;
+            let alerter = alerter(&loaded, &c)?;
             // Exit 69 when ClickHouse does not answer, as every command does.
-            let ch = &global.load()?.config.clickhouse;
+            let ch = &loaded.config.clickhouse;
             crate::clickhouse::version(ch, ch.request_timeout.get()).await?;
             let report = alerter.check(c.at.unwrap_or_else(now_millis)).await?;
-            print(&report, c.format)?;
+            print(&report, c.format, false)?;
             outcome(&report)
         }
         AlertsCommand::Watch(w) => watch(global, w).await,
     }
 }
 
-fn alerter(global: &GlobalArgs, c: &CommonArgs) -> anyhow::Result<Alerter> {
+fn alerter(loaded: &Loaded, c: &CommonArgs) -> anyhow::Result<Alerter> {
     if c.max_attempts == 0 {
         return exit::usage("--max-attempts must be at least 1");
     }
     if c.initial_backoff > c.max_backoff {
         return exit::usage("--initial-backoff must not exceed --max-backoff");
     }
-    let loaded = global.load()?;
     Alerter::new(
-        &loaded,
+        loaded,
         AlerterOptions {
             dry_run: c.dry_run,
             url: c.pagerduty_url.clone(),
@@ -140,7 +141,7 @@ async fn watch(global: &GlobalArgs, w: WatchArgs) -> anyhow::Result<u8> {
     if w.common.at.is_some() {
         return exit::usage("--at evaluates one fixed time: use `ridectl alerts check --at`");
     }
-    let alerter = alerter(global, &w.common)?;
+    let alerter = alerter(&global.load()?, &w.common)?;
     let mut shutdown = crate::shutdown::Shutdown::from_signals()?;
     tracing::info!(
         "evaluating every {} (state in {}); Ctrl-C to stop",
@@ -150,7 +151,7 @@ async fn watch(global: &GlobalArgs, w: WatchArgs) -> anyhow::Result<u8> {
     loop {
         match alerter.check(now_millis()).await {
             Ok(report) => {
-                print(&report, w.common.format)?;
+                print(&report, w.common.format, true)?;
                 if let Err(e) = outcome(&report) {
                     tracing::warn!("{e:#}");
                 }
@@ -165,8 +166,13 @@ async fn watch(global: &GlobalArgs, w: WatchArgs) -> anyhow::Result<u8> {
     }
 }
 
-fn print(report: &Report, format: Format) -> anyhow::Result<()> {
+/// Prints a report; `stream`: one compact JSON document per line (`watch`).
+fn print(report: &Report, format: Format, stream: bool) -> anyhow::Result<()> {
     match format {
+        Format::Json if stream => {
+            println!("{}", serde_json::to_string(report)?);
+            Ok(())
+        }
         Format::Json => crate::output::print_json(report),
         Format::Table => {
             print!("{}", render_text(report));
