@@ -685,8 +685,13 @@ async fn missing_routing_key_is_a_config_error_and_dry_run_sends_nothing() {
         assert!(run.stdout.contains("not sent (dry run)"), "{}", run.stdout);
     }
     assert!(pd.bodies().is_empty());
-    assert!(
-        !dir.join("alerts-state.json").exists(),
+    let written: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        written,
+        vec![std::ffi::OsString::from("pipeline.yaml")],
         "a dry run records nothing"
     );
     std::fs::remove_dir_all(dir).ok();
@@ -765,5 +770,21 @@ async fn watch_pages_once_across_evaluations_and_stops_on_sigterm() {
         stdout.matches("alerts evaluated at").count() >= 3,
         "evaluated repeatedly: {stdout}"
     );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_down_is_exit_69() {
+    let mut l = common::isolated("alerts-down");
+    let port = {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    l.config.clickhouse.url = format!("http://127.0.0.1:{port}");
+    let dir = temp_dir("alerts-down");
+    let config = config_for(&l, &dir);
+    let run = ridectl(&config, &["alerts", "check", "--dry-run"], None).await;
+    assert_eq!(run.code, 69, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot be reached"), "{}", run.stderr);
     std::fs::remove_dir_all(dir).ok();
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clickhouse::Access;
 use crate::config::{AlertRule, ConfigError, Loaded, PipelineConfig, Problem};
+use crate::exit::Unavailable;
 use crate::time::{EpochMillis, format_clickhouse, format_millis};
 use crate::units::Secret;
 use pagerduty::{Action, RetryPolicy};
@@ -242,7 +243,8 @@ pub fn to_pagerduty(e: &AlertEvent, routing_key: &Secret, source: &str) -> pager
     }
 }
 
-/// Runs the rule's query for `window` on the read-only ClickHouse user.
+/// Runs the rule's query for `window` on the read-only ClickHouse user, within
+/// `clickhouse.request_timeout`. ClickHouse not answering is [`Unavailable`] (exit 69).
 pub async fn observe(
     cfg: &PipelineConfig,
     rule: &AlertRule,
@@ -258,10 +260,23 @@ pub async fn observe(
         .param("window_minutes", window.minutes())
         .with_setting("output_format_json_quote_64bit_integers", "0")
         .fetch_bytes("JSONEachRow")?;
-    let bytes = cursor
-        .collect()
-        .await
-        .with_context(|| format!("alert rule {} query failed", rule.name))?;
+    let timeout = cfg.clickhouse.request_timeout.get();
+    let unavailable = |why: String| {
+        anyhow::Error::new(Unavailable(format!(
+            "ClickHouse at {} {why}",
+            cfg.clickhouse.url
+        )))
+    };
+    let bytes = match tokio::time::timeout(timeout, cursor.collect()).await {
+        Err(_) => return Err(unavailable(format!("did not answer within {timeout:?}"))),
+        Ok(Err(
+            e @ (clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut),
+        )) => {
+            return Err(unavailable(format!("cannot be reached: {e}")));
+        }
+        Ok(result) => result,
+    }
+    .with_context(|| format!("alert rule {} query failed", rule.name))?;
     bytes
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
@@ -452,7 +467,12 @@ impl Alerter {
     /// send the transitions (each recorded in the state file as soon as PagerDuty
     /// accepted it; a failed one is retried at the next evaluation).
     pub async fn check(&self, at: EpochMillis) -> anyhow::Result<Report> {
-        let _lock = StateLock::acquire(&self.state_file)?;
+        // A dry run only reads the state (renamed into place whole, so never torn).
+        let _lock = if self.dry_run {
+            None
+        } else {
+            Some(StateLock::acquire(&self.state_file)?)
+        };
         let mut state = state::load(&self.state_file)?;
         let mut report = Report {
             at: format_millis(at),
