@@ -2,11 +2,12 @@
 //!
 //! The library mirrors the pipeline: [`config`] (pipeline.yaml), [`events`] (the wire
 //! schema), [`kafka`] (clients and topic provisioning), [`clickhouse`] (client and
-//! schema migrations), [`local`] (the local real stack), and one module per command
-//! under [`cli`]. The binary only parses arguments and calls [`cli::run`].
+//! schema migrations), [`local`] (the local real stack), [`alerts`] (alert rules and
+//! PagerDuty), and one module per command under [`cli`]. The binary only parses arguments and calls [`cli::run`].
 
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod cli;
 pub mod clickhouse;
 pub mod config;

@@ -609,7 +609,7 @@ impl Default for AlertsConfig {
 }
 
 /// One alert rule: a per-city rate above a threshold for a duration.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertRule {
     /// Rule name, part of the PagerDuty dedup key.

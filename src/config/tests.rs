@@ -217,3 +217,28 @@ fn secrets_are_masked_when_shown() {
     assert!(!shown.contains("s3cret"));
     assert!(shown.contains("password: '****'"), "{shown}");
 }
+
+#[test]
+fn alert_rules_are_whole_minutes_and_uniquely_named() {
+    let text = "\
+alerts:
+  rules:
+    - {name: cancel, threshold: 0.3, for: 90s}
+    - {name: cancel, threshold: 0.5, for: 10m}
+";
+    let ps = problems(text);
+    let msgs: Vec<String> = ps
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("alerts.rules[0].for: must be a whole number of minutes")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("alerts.rules[1].name: rule \"cancel\" is defined twice")),
+        "{msgs:?}"
+    );
+}

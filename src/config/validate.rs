@@ -326,8 +326,19 @@ fn aggregation(a: &AggregationConfig, out: &mut Problems) {
 }
 
 fn alerts(a: &AlertsConfig, out: &mut Problems) {
+    let mut names = HashSet::new();
     for (i, r) in a.rules.iter().enumerate() {
         let at = |f: &str| format!("alerts.rules[{i}].{f}");
+        if !names.insert(r.name.as_str()) {
+            push(
+                out,
+                &at("name"),
+                format!(
+                    "rule {:?} is defined twice (names key the PagerDuty incidents)",
+                    r.name
+                ),
+            );
+        }
         if !(r.threshold > 0.0 && r.threshold <= 1.0) {
             push(out, &at("threshold"), "must be a rate in (0, 1], e.g. 0.30");
         }
@@ -336,6 +347,12 @@ fn alerts(a: &AlertsConfig, out: &mut Problems) {
                 out,
                 &at("for"),
                 "must be at least 1m (rates are evaluated per minute)",
+            );
+        } else if !r.for_duration.get().as_millis().is_multiple_of(60_000) {
+            push(
+                out,
+                &at("for"),
+                "must be a whole number of minutes (rates are evaluated per minute)",
             );
         }
         if !["critical", "error", "warning", "info"].contains(&r.severity.as_str()) {
