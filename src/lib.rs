@@ -2,16 +2,19 @@
 //!
 //! The library mirrors the pipeline: [`config`] (pipeline.yaml), [`events`] (the wire
 //! schema), [`kafka`] (clients and topic provisioning), [`clickhouse`] (client and
-//! schema migrations), [`local`] (the local real stack), and one module per command
-//! under [`cli`]. The binary only parses arguments and calls [`cli::run`].
+//! schema migrations), [`local`] (the local real stack), [`generate`] (the traffic
+//! generator), and one module per command under [`cli`]. The binary only parses
+//! arguments and calls [`cli::run`].
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod clickhouse;
 pub mod config;
 pub mod events;
 pub mod exit;
+pub mod generate;
 pub mod kafka;
 pub mod local;
 pub mod output;

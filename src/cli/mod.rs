@@ -1,7 +1,9 @@
 //! The command line: global options, one module per subcommand, and [`run`], which
 //! maps errors to exit codes (see [`crate::exit`]).
 
+mod bench_cmd;
 mod config_cmd;
+mod generate_cmd;
 mod local_cmd;
 mod schema_cmd;
 mod topics_cmd;
@@ -20,6 +22,8 @@ Examples:
   ridectl topics create                 create or repair the topics in pipeline.yaml
   ridectl schema apply                  create the ClickHouse tables
   ridectl config show --profile prod    print the effective configuration
+  ridectl generate --rate 50000/min     produce realistic ride traffic
+  ridectl bench generate                the generator's maximum rate vs Kafka's own
 
 Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
 --profile / RIDECTL_PROFILE says otherwise.
@@ -74,6 +78,10 @@ pub enum Command {
     Topics(topics_cmd::TopicsArgs),
     /// Apply the ClickHouse schema in sql/.
     Schema(schema_cmd::SchemaArgs),
+    /// Produce realistic ride traffic (lifecycles, driver locations, scenarios).
+    Generate(generate_cmd::GenerateArgs),
+    /// Measure the pipeline's parts against the local stack.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -85,6 +93,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Local(args) => block_on(local_cmd::run(&cli.global, args)),
         Command::Topics(args) => block_on(topics_cmd::run(&cli.global, args)),
         Command::Schema(args) => block_on(schema_cmd::run(&cli.global, args)),
+        Command::Generate(args) => block_on(generate_cmd::run(&cli.global, args)),
+        Command::Bench(args) => block_on(bench_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,435 @@
+//! Where generated messages go: Kafka (one idempotent producer, every delivery
+//! report counted), a JSON-lines file or stdout, or both.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
+
+use super::source::Kind;
+use crate::config::PipelineConfig;
+use crate::kafka::{Role, client_config};
+
+/// A latency histogram with log-linear buckets (16 per power of two, about 4%
+/// resolution), lock-free to record.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: Vec<AtomicU64>,
+    max: AtomicU64,
+}
+
+const SUB_BITS: u32 = 4;
+const SUB: u64 = 1 << SUB_BITS;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..(64 * SUB) as usize)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    fn index(v: u64) -> usize {
+        if v < SUB {
+            return v as usize;
+        }
+        let exp = 63 - v.leading_zeros(); // >= SUB_BITS
+        let shift = exp - SUB_BITS;
+        let mantissa = (v >> shift) & (SUB - 1);
+        (((u64::from(shift) + 1) << SUB_BITS) + mantissa) as usize
+    }
+
+    /// The smallest value of bucket `i`'s range and the range's width.
+    fn bucket_low(i: usize) -> (u64, u64) {
+        let i = i as u64;
+        if i < SUB {
+            return (i, 1);
+        }
+        let shift = (i >> SUB_BITS) - 1;
+        let mantissa = i & (SUB - 1);
+        ((SUB + mantissa) << shift, 1 << shift)
+    }
+
+    /// Records one value (microseconds, say).
+    pub fn record(&self, v: u64) {
+        if let Some(b) = self.buckets.get(Self::index(v)) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.max.fetch_max(v, Ordering::Relaxed);
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The largest value recorded.
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// The value at quantile `q` (0..=1), the middle of its bucket; 0 when empty.
+    pub fn quantile(&self, q: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Ordering::Relaxed);
+            if seen >= rank {
+                let (low, width) = Self::bucket_low(i);
+                return (low + width / 2).min(self.max());
+            }
+        }
+        self.max()
+    }
+}
+
+/// Counters per message kind, shared by the producing loop, the delivery
+/// callback and the progress reporter.
+#[derive(Debug, Default)]
+pub struct Stats {
+    attempted: [AtomicU64; 3],
+    delivered: [AtomicU64; 3],
+    failed: [AtomicU64; 3],
+    bytes: [AtomicU64; 3],
+    /// Delivery latency (enqueue to acknowledgement), microseconds.
+    pub latency_us: Histogram,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+/// A snapshot of the counters of one kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Handed to the sink.
+    pub attempted: u64,
+    /// Acknowledged by the broker (or written to the file).
+    pub delivered: u64,
+    /// Finally failed (after the producer's retries), or not delivered by the end
+    /// of the flush.
+    pub failed: u64,
+    /// Payload bytes attempted.
+    pub bytes: u64,
+}
+
+impl Stats {
+    /// Counts of one kind.
+    pub fn counts(&self, kind: Kind) -> Counts {
+        let i = kind as usize;
+        Counts {
+            attempted: self.attempted[i].load(Ordering::Relaxed),
+            delivered: self.delivered[i].load(Ordering::Relaxed),
+            failed: self.failed[i].load(Ordering::Relaxed),
+            bytes: self.bytes[i].load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts over every kind.
+    pub fn total(&self) -> Counts {
+        Kind::ALL.iter().fold(Counts::default(), |a, &k| {
+            let c = self.counts(k);
+            Counts {
+                attempted: a.attempted + c.attempted,
+                delivered: a.delivered + c.delivered,
+                failed: a.failed + c.failed,
+                bytes: a.bytes + c.bytes,
+            }
+        })
+    }
+
+    fn attempt(&self, kind: Kind, bytes: usize) {
+        self.attempted[kind as usize].fetch_add(1, Ordering::Relaxed);
+        self.bytes[kind as usize].fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn deliver(&self, kind: Kind) {
+        self.delivered[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn fail(&self, kind: Kind, n: u64, why: impl FnOnce() -> String) {
+        self.failed[kind as usize].fetch_add(n, Ordering::Relaxed);
+        if let Ok(mut e) = self.first_error.lock()
+            && e.is_none()
+        {
+            *e = Some(why());
+        }
+    }
+
+    /// The first delivery error seen, if any.
+    pub fn first_error(&self) -> Option<String> {
+        self.first_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+/// Where messages go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Produce to the configured topics.
+    Kafka,
+    /// Write JSON lines to a file (`-`: stdout) instead of Kafka.
+    File(PathBuf),
+    /// Produce to Kafka and also write every message to the file.
+    KafkaAndFile(PathBuf),
+}
+
+impl Output {
+    /// True when a broker is needed.
+    pub fn uses_kafka(&self) -> bool {
+        matches!(self, Output::Kafka | Output::KafkaAndFile(_))
+    }
+
+    /// The file, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Output::Kafka => None,
+            Output::File(p) | Output::KafkaAndFile(p) => Some(p),
+        }
+    }
+}
+
+/// The delivery callback: counts and measures every report.
+struct DeliveryCounter {
+    stats: Arc<Stats>,
+    epoch: Instant,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+/// Opaque per message: kind in the top 2 bits, enqueue time (µs since the
+/// producer's epoch) below.
+const KIND_SHIFT: u32 = 62;
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let op = opaque as u64;
+        let kind = Kind::ALL[((op >> KIND_SHIFT) as usize).min(2)];
+        match result {
+            Ok(_) => {
+                self.stats.deliver(kind);
+                let sent = op & ((1 << KIND_SHIFT) - 1);
+                let now = self.epoch.elapsed().as_micros() as u64;
+                self.stats.latency_us.record(now.saturating_sub(sent));
+            }
+            Err((e, _)) => self.stats.fail(kind, 1, || format!("delivery failed: {e}")),
+        }
+    }
+}
+
+/// The Kafka side: an idempotent producer configured from `kafka.producer`.
+pub struct KafkaSink {
+    producer: ThreadedProducer<DeliveryCounter>,
+    topics: [String; 3],
+    stats: Arc<Stats>,
+    epoch: Instant,
+    queue_full_waits: u64,
+}
+
+impl KafkaSink {
+    /// A producer for `cfg` (`kafka.*`), writing ride events and malformed
+    /// messages to `topics.ride_events` and locations to `topics.driver_locations`.
+    pub fn new(cfg: &PipelineConfig, stats: Arc<Stats>) -> anyhow::Result<KafkaSink> {
+        let mut cc = client_config(&cfg.kafka, Role::Producer);
+        cc.set("client.id", "ridectl-generate");
+        let epoch = Instant::now();
+        let producer: ThreadedProducer<DeliveryCounter> = cc
+            .create_with_context(DeliveryCounter {
+                stats: stats.clone(),
+                epoch,
+            })
+            .context("cannot create the Kafka producer (check kafka.producer in pipeline.yaml)")?;
+        let rides = cfg.topics.ride_events.name.clone();
+        Ok(KafkaSink {
+            producer,
+            topics: [
+                rides.clone(),
+                rides,
+                cfg.topics.driver_locations.name.clone(),
+            ],
+            stats,
+            epoch,
+            queue_full_waits: 0,
+        })
+    }
+
+    /// Enqueues one message; waits while the producer's queue is full (never
+    /// drops). Errors other than a full queue are counted as failures.
+    pub fn send(&mut self, kind: Kind, key: &[u8], payload: &[u8]) {
+        self.stats.attempt(kind, payload.len());
+        let sent = self.epoch.elapsed().as_micros() as u64 & ((1 << KIND_SHIFT) - 1);
+        let opaque = ((kind as u64) << KIND_SHIFT | sent) as usize;
+        let mut record = BaseRecord::with_opaque_to(&self.topics[kind as usize], opaque)
+            .key(key)
+            .payload(payload);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.queue_full_waits += 1;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => {
+                    self.stats
+                        .fail(kind, 1, || format!("cannot enqueue a message: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for every message to be acknowledged; whatever is
+    /// still outstanding then is purged and counted as failed.
+    pub fn flush(&mut self, timeout: Duration) {
+        if self.producer.flush(timeout).is_err() {
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            // Purged messages get failing delivery reports: let them be counted.
+            let _ = self.producer.flush(Duration::from_secs(2));
+        }
+        // Anything never reported is a failure too, never silently dropped.
+        for kind in Kind::ALL {
+            let c = self.stats.counts(kind);
+            let missing = c.attempted.saturating_sub(c.delivered + c.failed);
+            if missing > 0 {
+                self.stats.fail(kind, missing, || {
+                    "messages were not acknowledged before the flush timeout".into()
+                });
+            }
+        }
+    }
+
+    /// How often the loop waited for room in the producer's queue.
+    pub fn queue_full_waits(&self) -> u64 {
+        self.queue_full_waits
+    }
+}
+
+/// The file side: one message per line.
+pub struct FileSink {
+    out: BufWriter<Box<dyn Write + Send>>,
+    path: PathBuf,
+}
+
+impl FileSink {
+    /// Creates (truncates) `path`; `-` is stdout.
+    pub fn create(path: &Path) -> anyhow::Result<FileSink> {
+        let w: Box<dyn Write + Send> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            )
+        };
+        Ok(FileSink {
+            out: BufWriter::with_capacity(1 << 20, w),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes one line.
+    pub fn write(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+        self.out
+            .write_all(payload)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .with_context(|| format!("cannot write to {}", self.path.display()))
+    }
+
+    /// Flushes buffered lines.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write to {}", self.path.display()))
+    }
+}
+
+/// Kafka, a file, or both.
+pub enum Sink {
+    /// Produce only.
+    Kafka(KafkaSink),
+    /// Write only: a line written counts as delivered.
+    File(FileSink, Arc<Stats>),
+    /// Produce and write; deliveries are Kafka's.
+    Both(KafkaSink, FileSink),
+}
+
+impl Sink {
+    /// Sends one message.
+    #[inline]
+    pub fn send(&mut self, kind: Kind, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Sink::Kafka(k) => k.send(kind, key, payload),
+            Sink::File(f, stats) => {
+                stats.attempt(kind, payload.len());
+                f.write(payload)?;
+                stats.deliver(kind);
+            }
+            Sink::Both(k, f) => {
+                f.write(payload)?;
+                k.send(kind, key, payload);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes: waits up to `timeout` for Kafka's acknowledgements.
+    pub fn flush(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        match self {
+            Sink::Kafka(k) => k.flush(timeout),
+            Sink::File(f, _) => f.flush()?,
+            Sink::Both(k, f) => {
+                f.flush()?;
+                k.flush(timeout);
+            }
+        }
+        Ok(())
+    }
+
+    /// How often the loop waited for room in the producer's queue.
+    pub fn queue_full_waits(&self) -> u64 {
+        match self {
+            Sink::Kafka(k) | Sink::Both(k, _) => k.queue_full_waits(),
+            Sink::File(..) => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_within_a_bucket() {
+        let h = Histogram::default();
+        for v in 1..=10_000u64 {
+            h.record(v);
+        }
+        assert_eq!(h.count(), 10_000);
+        assert_eq!(h.max(), 10_000);
+        let p50 = h.quantile(0.5) as f64;
+        let p99 = h.quantile(0.99) as f64;
+        assert!((p50 / 5000.0 - 1.0).abs() < 0.05, "{p50}");
+        assert!((p99 / 9900.0 - 1.0).abs() < 0.05, "{p99}");
+        for v in [0u64, 1, 15, 16, 17, 1000, 123_456_789, u64::MAX / 2] {
+            let (low, width) = Histogram::bucket_low(Histogram::index(v));
+            assert!(low <= v && v < low + width, "{v}: {low}+{width}");
+        }
+        assert_eq!(Histogram::default().quantile(0.5), 0);
+    }
+}
