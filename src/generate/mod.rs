@@ -256,6 +256,10 @@ impl GenerateOptions {
                     let speedup = self.speedup.unwrap_or(1.0);
                     let start = self.start_time.unwrap_or(now);
                     let slots = self.duration.map(|d| (r * d.as_secs_f64()).round() as u64);
+                    // Driver locations go on until the end of the duration.
+                    let end = self
+                        .duration
+                        .map(|d| start + (d.as_secs_f64() * speedup * 1000.0).round() as i64);
                     let expected = self
                         .count
                         .or_else(|| slots.map(|s| (s as f64 * (1.0 - malformed)).round() as u64));
@@ -263,7 +267,7 @@ impl GenerateOptions {
                         1000.0 * speedup / r,
                         Some(speedup),
                         start,
-                        None,
+                        end,
                         slots,
                         None,
                         expected,

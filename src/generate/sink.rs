@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::ClientContext;
@@ -205,27 +205,25 @@ impl Output {
 /// The delivery callback: counts and measures every report.
 struct DeliveryCounter {
     stats: Arc<Stats>,
-    epoch: Instant,
 }
 
 impl ClientContext for DeliveryCounter {}
 
-/// Opaque per message: kind in the top 2 bits, enqueue time (µs since the
-/// producer's epoch) below.
-const KIND_SHIFT: u32 = 62;
-
 impl ProducerContext for DeliveryCounter {
+    /// The message's [`Kind`], as an index.
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let op = opaque as u64;
-        let kind = Kind::ALL[((op >> KIND_SHIFT) as usize).min(2)];
+        let kind = Kind::ALL[opaque.min(2)];
         match result {
-            Ok(_) => {
+            Ok(msg) => {
                 self.stats.deliver(kind);
-                let sent = op & ((1 << KIND_SHIFT) - 1);
-                let now = self.epoch.elapsed().as_micros() as u64;
-                self.stats.latency_us.record(now.saturating_sub(sent));
+                // librdkafka's own enqueue timestamp: enqueue to acknowledgement, µs.
+                // SAFETY: `msg` wraps a valid message for the duration of this call.
+                let us = unsafe { rdkafka::bindings::rd_kafka_message_latency(msg.ptr()) };
+                if us >= 0 {
+                    self.stats.latency_us.record(us as u64);
+                }
             }
             Err((e, _)) => self.stats.fail(kind, 1, || format!("delivery failed: {e}")),
         }
@@ -237,7 +235,6 @@ pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryCounter>,
     topics: [String; 3],
     stats: Arc<Stats>,
-    epoch: Instant,
     queue_full_waits: u64,
 }
 
@@ -247,11 +244,9 @@ impl KafkaSink {
     pub fn new(cfg: &PipelineConfig, stats: Arc<Stats>) -> anyhow::Result<KafkaSink> {
         let mut cc = client_config(&cfg.kafka, Role::Producer);
         cc.set("client.id", "ridectl-generate");
-        let epoch = Instant::now();
         let producer: ThreadedProducer<DeliveryCounter> = cc
             .create_with_context(DeliveryCounter {
                 stats: stats.clone(),
-                epoch,
             })
             .context("cannot create the Kafka producer (check kafka.producer in pipeline.yaml)")?;
         let rides = cfg.topics.ride_events.name.clone();
@@ -263,7 +258,6 @@ impl KafkaSink {
                 cfg.topics.driver_locations.name.clone(),
             ],
             stats,
-            epoch,
             queue_full_waits: 0,
         })
     }
@@ -272,9 +266,7 @@ impl KafkaSink {
     /// drops). Errors other than a full queue are counted as failures.
     pub fn send(&mut self, kind: Kind, key: &[u8], payload: &[u8]) {
         self.stats.attempt(kind, payload.len());
-        let sent = self.epoch.elapsed().as_micros() as u64 & ((1 << KIND_SHIFT) - 1);
-        let opaque = ((kind as u64) << KIND_SHIFT | sent) as usize;
-        let mut record = BaseRecord::with_opaque_to(&self.topics[kind as usize], opaque)
+        let mut record = BaseRecord::with_opaque_to(&self.topics[kind as usize], kind as usize)
             .key(key)
             .payload(payload);
         loop {

@@ -50,7 +50,8 @@ pub struct SourceConfig {
     pub max_ride_events: Option<u64>,
     /// Stop after this many ride slots (valid or malformed).
     pub max_ride_slots: Option<u64>,
-    /// No slot at or after this simulated time.
+    /// No slot at or after this simulated time (driver locations continue up to
+    /// it after the ride stream ended).
     pub end_ms: Option<EpochMillis>,
     /// `--late`.
     pub late: Option<Late>,
@@ -234,15 +235,17 @@ impl Source {
             .max_ride_slots
             .is_none_or(|m| self.next_ride_slot < m);
         let ride_ok = rides_left && slots_left && before_end(ride_off);
-        if !ride_ok {
-            // The ride stream is over; so is the run (locations stop with it).
-            self.done = true;
-            return false;
-        }
+        // Locations go up to the next ride slot; once the ride stream is over, up to
+        // the end time if there is one (a paced --duration), else they stop too.
+        let loc_limit = match (ride_ok, end_off) {
+            (true, _) => ride_off,
+            (false, Some(e)) => e,
+            (false, None) => f64::NEG_INFINITY,
+        };
         if let Some(ls) = self.loc_slots {
             loop {
                 let loc_off = ls.offset_ms(self.next_loc_slot);
-                if loc_off >= ride_off {
+                if loc_off >= loc_limit {
                     break;
                 }
                 let j = (self.next_loc_slot % self.drivers as u64) as usize;
@@ -256,6 +259,10 @@ impl Source {
                     return true;
                 }
             }
+        }
+        if !ride_ok {
+            self.done = true;
+            return false;
         }
         let t = self.cfg.start_ms + ride_off as i64;
         self.next_ride_slot += 1;

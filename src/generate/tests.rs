@@ -203,6 +203,19 @@ fn count_is_exact_and_counts_valid_ride_events_only() {
     assert_eq!(s.len(), 3000);
     assert!(s.iter().all(|m| m.0 == Kind::Ride));
     assert!((s[2999].3 - 2999.0).abs() < 1e-6);
+    // A slow paced run: driver locations continue to the end of the duration.
+    let o = GenerateOptions {
+        rate: Some(Rate::PerSecond(1.0)),
+        duration: Some(Duration::from_secs(10)),
+        seed: Some(1),
+        start_time: Some(NOW),
+        ..Default::default()
+    };
+    let s = collect(&o);
+    assert_eq!(s.iter().filter(|m| m.0 == Kind::Ride).count(), 10);
+    let locs: Vec<_> = s.iter().filter(|m| m.0 == Kind::Location).collect();
+    assert!((4900..=5000).contains(&locs.len()), "{}", locs.len());
+    assert!(locs.last().unwrap().3 > 9990.0);
 }
 
 #[test]
