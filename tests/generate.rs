@@ -299,3 +299,50 @@ async fn paced_run_delivers_the_exact_count_and_ctrl_c_flushes() {
     delete_topics(&l.config).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_that_finally_fail_are_counted_and_the_exit_code_says_so() {
+    // A message timeout shorter than delivery takes: the producer gives up on
+    // (some or all) messages, as it does when a broker stays away too long.
+    let mut l = common::isolated("generate-fail");
+    common::provision_topics(&l).await;
+    let p = &mut l.config.kafka.producer;
+    p.insert("linger.ms".into(), ridectl::config::PropValue("5".into()));
+    p.insert(
+        "message.timeout.ms".into(),
+        ridectl::config::PropValue("10".into()),
+    );
+    let dir = std::env::temp_dir().join(common::unique("gen-fail"));
+    let config = common::write_config(&l, &dir);
+    let out = ridectl(&config)
+        .args(["generate", "--rate", "max", "--count", "100000", "--quiet"])
+        .args(["--no-driver-locations", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &s["ride_events"];
+    let (a, d, f) = (
+        r["attempted"].as_u64().unwrap(),
+        r["delivered"].as_u64().unwrap(),
+        r["failed"].as_u64().unwrap(),
+    );
+    assert_eq!(a, 100_000);
+    assert!(f > 0, "{s}");
+    assert_eq!(
+        a,
+        d + f,
+        "every message is delivered or counted as failed: {s}"
+    );
+    assert!(
+        s["first_error"].as_str().unwrap().contains("timed out"),
+        "{s}"
+    );
+    delete_topics(&l.config).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
