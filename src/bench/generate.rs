@@ -85,6 +85,8 @@ pub struct BenchReport {
     pub cpus: usize,
     /// Best run of each side.
     pub rows: Vec<BenchRow>,
+    /// The simulator and encoder alone (no I/O), for reference.
+    pub sim_only: BenchRow,
     /// Every run, in order.
     pub runs: Vec<BenchRow>,
     /// ridectl ÷ ProducerPerformance with ridectl's payloads (best runs).
@@ -142,6 +144,41 @@ fn bench_topic(cfg: &PipelineConfig, name: String) -> ResolvedTopic {
         });
     t.name = name;
     t
+}
+
+/// The simulator and encoder alone, no I/O: `count` ride events into memory.
+fn run_sim_only(cfg: &PipelineConfig, count: u64) -> anyhow::Result<BenchRow> {
+    let opts = GenerateOptions {
+        rate: Some(Rate::Max),
+        count: Some(count),
+        seed: Some(1),
+        start_time: Some(1_767_225_600_000),
+        driver_locations: Some(false),
+        ..Default::default()
+    };
+    let plan = opts.plan(cfg, crate::time::now_millis())?;
+    let mut src = Source::new(&cfg.generator, plan.source);
+    let cpu0 = cpu_time(false);
+    let t0 = Instant::now();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while let Some(m) = src.next() {
+        n += 1;
+        bytes += m.payload.len() as u64;
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let rate = n as f64 / wall;
+    Ok(BenchRow {
+        tool: "ridectl simulator + encoder (no I/O)".into(),
+        records: n,
+        failed: 0,
+        record_bytes: bytes as f64 / n.max(1) as f64,
+        records_per_sec: rate,
+        mb_per_sec: bytes as f64 / wall / 1e6,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        cpu_secs: (cpu_time(false) - cpu0).as_secs_f64(),
+        wall_secs: wall,
+    })
 }
 
 /// Runs the generator against `topic`: `count` ride events at `--rate max`.
@@ -311,6 +348,9 @@ pub async fn run(loaded: &Loaded, opts: &BenchOptions) -> anyhow::Result<BenchRe
     let cfg2 = cfg.clone();
     let sample2 = sample.clone();
     let mean = tokio::task::spawn_blocking(move || write_sample(&cfg2, &sample2, 20_000)).await??;
+    let cfg3 = cfg.clone();
+    let n = opts.count.min(3_000_000);
+    let sim_only = tokio::task::spawn_blocking(move || run_sim_only(&cfg3, n)).await??;
 
     // The producer settings of both sides: pipeline.yaml's, in Java's words.
     let props = &cfg.kafka.producer;
@@ -439,8 +479,18 @@ pub async fn run(loaded: &Loaded, opts: &BenchOptions) -> anyhow::Result<BenchRe
         ratio: ratio(&ours, &theirs),
         ratio_random: ratio(&ours, &random),
         rows: [ours, theirs, random].into_iter().flatten().collect(),
+        sim_only,
         runs,
     })
+}
+
+/// A latency cell: `-` where nothing was delivered anywhere (no I/O).
+fn latency(ms: f64, records: u64) -> String {
+    if ms == 0.0 && records > 0 {
+        "-".into()
+    } else {
+        format!("{ms:.0}")
+    }
 }
 
 impl BenchReport {
@@ -461,7 +511,7 @@ impl BenchReport {
             ],
             &[1, 2, 3, 4, 5, 6, 7, 8, 9],
         );
-        for r in &self.rows {
+        for r in self.rows.iter().chain([&self.sim_only]) {
             t.add_row(vec![
                 r.tool.clone(),
                 r.records.to_string(),
@@ -469,8 +519,8 @@ impl BenchReport {
                 format!("{:.0}", r.record_bytes),
                 format!("{:.0}", r.records_per_sec),
                 format!("{:.1}", r.mb_per_sec),
-                format!("{:.0}", r.p50_ms),
-                format!("{:.0}", r.p99_ms),
+                latency(r.p50_ms, r.records),
+                latency(r.p99_ms, r.records),
                 format!("{:.1}", r.cpu_secs),
                 format!("{:.1}", r.wall_secs),
             ]);

@@ -29,8 +29,9 @@ Examples:
       exercise watermarks and the dead-letter path
   ridectl generate --backfill 24h
       yesterday's traffic, as fast as possible
-  ridectl generate --start-time 2026-11-26T08:00:00Z --speedup 60 --rate 2000/s
-      a morning in an hour's worth of minutes
+  ridectl generate --start-time 2026-11-26T06:00:00Z --speedup 60 \
+      --rate 50000/min --duration 4m
+      06:00 to 10:00 in four minutes (simulated density: the rate ÷ 60)
   ridectl generate --seed 42 --start-time 2026-01-01T00:00:00Z --rate max \\
       --count 100000 --output events.jsonl --also-kafka
       the same 100,000 events every time, to Kafka and to a file
