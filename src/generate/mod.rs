@@ -340,7 +340,7 @@ pub struct Summary {
     pub rate: String,
     /// Simulated time of the first slot.
     pub start_time: String,
-    /// Simulated time of the last ride slot handed out.
+    /// Simulated time of the last slot handed out (ride event or location).
     pub end_time: String,
     /// Valid ride events.
     pub ride_events: Counts,
