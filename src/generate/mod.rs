@@ -59,6 +59,21 @@ const FALLBACK_NOMINAL_PER_SEC: f64 = 50_000.0 / 60.0;
 /// is reported within 10 s whatever `kafka.connect_timeout` says.
 const MAX_STARTUP_CHECK: Duration = Duration::from_secs(9);
 
+/// What the producing loop asks, between messages, to know whether to stop (then
+/// it flushes and summarizes). Implemented by [`Shutdown`] and by any
+/// `Fn() -> bool`, so another shutdown signal (a watch channel, a test's flag)
+/// plugs in with a closure.
+pub trait Stop: Sync {
+    /// True once production should stop.
+    fn stop_requested(&self) -> bool;
+}
+
+impl<F: Fn() -> bool + Sync> Stop for F {
+    fn stop_requested(&self) -> bool {
+        self()
+    }
+}
+
 /// A stop request shared between a signal handler and the generator. The first
 /// request stops production (then the generator flushes and summarizes); the
 /// caller decides what a second one means.
@@ -80,6 +95,12 @@ impl Shutdown {
     /// True once a stop was requested.
     pub fn is_requested(&self) -> bool {
         self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+impl Stop for Shutdown {
+    fn stop_requested(&self) -> bool {
+        self.is_requested()
     }
 }
 
@@ -461,13 +482,13 @@ pub fn check_kafka(cfg: &PipelineConfig, locations: bool) -> anyhow::Result<()> 
 }
 
 /// Generates traffic: plans the run (usage errors first, before any connection),
-/// checks the broker, produces until the limit or `shutdown`, flushes and
-/// summarizes. The summary counts every delivery report; a caller should fail
+/// checks the broker, produces until the limit or until `stop` says so, flushes
+/// and summarizes. The summary counts every delivery report; a caller should fail
 /// when [`Summary::failed`] is not zero.
 pub fn run(
     cfg: &PipelineConfig,
     opts: &GenerateOptions,
-    shutdown: &Shutdown,
+    shutdown: &dyn Stop,
 ) -> anyhow::Result<Summary> {
     let plan = opts.plan(cfg, now_millis())?;
     run_plan(cfg, opts, &plan, shutdown)
@@ -478,7 +499,7 @@ pub fn run_plan(
     cfg: &PipelineConfig,
     opts: &GenerateOptions,
     plan: &Plan,
-    shutdown: &Shutdown,
+    shutdown: &dyn Stop,
 ) -> anyhow::Result<Summary> {
     let stats = Arc::new(Stats::default());
     let locations = plan.source.location_interval_ms.is_some();
@@ -512,7 +533,8 @@ pub fn run_plan(
     let mut last_offset = 0.0;
     let started = Instant::now();
     while let Some(msg) = source.next() {
-        if shutdown.is_requested() || !pacer.wait(msg.sim_offset_ms, || shutdown.is_requested()) {
+        if shutdown.stop_requested() || !pacer.wait(msg.sim_offset_ms, || shutdown.stop_requested())
+        {
             interrupted = true;
             break;
         }
