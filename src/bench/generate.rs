@@ -40,8 +40,8 @@ pub struct BenchOptions {
     pub skip_kafka: bool,
     /// Keep the benchmark topics.
     pub keep_topics: bool,
-    /// Java `batch.size` in bytes; `None`: librdkafka's `batch.num.messages` ×
-    /// the mean event size, the same batches in bytes.
+    /// Java `batch.size` in bytes; `None`: as many records per batch as
+    /// librdkafka's `batch.num.messages` (see the module documentation).
     pub batch_size: Option<u64>,
     /// Show the generator's progress bar.
     pub progress: bool,
@@ -81,8 +81,13 @@ pub struct BenchReport {
     pub partitions: i32,
     /// Producer settings both sides used.
     pub producer: Vec<(String, String)>,
+    /// Java `batch.size` of the runs with the generator's payloads and with
+    /// random payloads (the same records per batch as librdkafka).
+    pub java_batch_size: (u64, u64),
     /// CPUs of the machine.
     pub cpus: usize,
+    /// lz4 compressed ÷ uncompressed size of the generator's events, per batch.
+    pub lz4_ratio: f64,
     /// Best run of each side.
     pub rows: Vec<BenchRow>,
     /// The simulator and encoder alone (no I/O), for reference.
@@ -95,9 +100,25 @@ pub struct BenchReport {
     pub ratio_random: Option<f64>,
 }
 
+/// What the payload sample says about sizes.
+#[derive(Clone, Copy, Debug)]
+struct SampleStats {
+    /// Mean event size, bytes.
+    mean: f64,
+    /// lz4 compressed ÷ uncompressed size of the events in batches of
+    /// `batch` (what a producer batch compresses to).
+    lz4_ratio: f64,
+}
+
 /// Writes `n` steady-state ride events of the generator (after its warm-up, so the
-/// event mix is the usual one) to `path`, one per line; returns the mean size.
-fn write_sample(cfg: &PipelineConfig, path: &Path, n: usize) -> anyhow::Result<f64> {
+/// event mix is the usual one) to `path`, one per line; returns their mean size
+/// and lz4 compression ratio in batches of `batch` events.
+fn write_sample(
+    cfg: &PipelineConfig,
+    path: &Path,
+    n: usize,
+    batch: usize,
+) -> anyhow::Result<SampleStats> {
     let opts = GenerateOptions {
         rate: Some(Rate::Max),
         seed: Some(1),
@@ -111,6 +132,7 @@ fn write_sample(cfg: &PipelineConfig, path: &Path, n: usize) -> anyhow::Result<f
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
     );
     let (mut written, mut bytes, mut seen) = (0usize, 0usize, 0usize);
+    let (mut group, mut groups_in, mut groups_out) = (Vec::new(), 0usize, 0usize);
     let warmup = 1_500_000;
     while let Some(m) = src.next() {
         seen += 1;
@@ -121,12 +143,25 @@ fn write_sample(cfg: &PipelineConfig, path: &Path, n: usize) -> anyhow::Result<f
         out.write_all(b"\n")?;
         bytes += m.payload.len();
         written += 1;
+        group.extend_from_slice(m.payload);
+        if written % batch.max(1) == 0 {
+            groups_in += group.len();
+            groups_out += lz4_flex::block::compress(&group).len();
+            group.clear();
+        }
         if written == n {
             break;
         }
     }
     out.flush()?;
-    Ok(bytes as f64 / written.max(1) as f64)
+    Ok(SampleStats {
+        mean: bytes as f64 / written.max(1) as f64,
+        lz4_ratio: if groups_in > 0 {
+            groups_out as f64 / groups_in as f64
+        } else {
+            1.0
+        },
+    })
 }
 
 fn bench_topic(cfg: &PipelineConfig, name: String) -> ResolvedTopic {
@@ -347,25 +382,40 @@ pub async fn run(loaded: &Loaded, opts: &BenchOptions) -> anyhow::Result<BenchRe
     let sample = dir.join("ride-events.jsonl");
     let cfg2 = cfg.clone();
     let sample2 = sample.clone();
-    let mean = tokio::task::spawn_blocking(move || write_sample(&cfg2, &sample2, 20_000)).await??;
-    let cfg3 = cfg.clone();
-    let n = opts.count.min(3_000_000);
-    let sim_only = tokio::task::spawn_blocking(move || run_sim_only(&cfg3, n)).await??;
-
     // The producer settings of both sides: pipeline.yaml's, in Java's words.
     let props = &cfg.kafka.producer;
     let get = |k: &str, d: &str| props.get(k).map_or(d.to_string(), |v| v.0.clone());
     let batch_msgs: f64 = get("batch.num.messages", "10000")
         .parse()
         .unwrap_or(10_000.0);
-    let batch_size = opts
-        .batch_size
-        .unwrap_or_else(|| (batch_msgs * mean).round() as u64);
+    let sample_stats = tokio::task::spawn_blocking(move || {
+        write_sample(&cfg2, &sample2, 20_000, batch_msgs as usize)
+    })
+    .await??;
+    let mean = sample_stats.mean;
+    let cfg3 = cfg.clone();
+    let n = opts.count.min(3_000_000);
+    let sim_only = tokio::task::spawn_blocking(move || run_sim_only(&cfg3, n)).await??;
+
+    // Same records per batch on both sides. librdkafka closes a batch at
+    // batch.num.messages; Java's producer at batch.size bytes of *estimated
+    // compressed* size (uncompressed bytes × its running compression ratio × 1.05,
+    // MemoryRecordsBuilder). A record without key is the value plus ~7 bytes.
+    // Random letters barely compress with lz4: ratio 1 for the random payloads.
+    let java_batch = |ratio: f64| {
+        opts.batch_size
+            .unwrap_or_else(|| (batch_msgs * (mean + 7.0) * ratio * 1.05).round() as u64)
+    };
+    let batch_sizes = (java_batch(sample_stats.lz4_ratio), java_batch(1.0));
+    let with_batch = |producer: &[(String, String)], size: u64| {
+        let mut p = producer.to_vec();
+        p.push(("batch.size".into(), size.to_string()));
+        p
+    };
     let producer: Vec<(String, String)> = vec![
         ("acks".into(), get("acks", "all")),
         ("compression.type".into(), get("compression.type", "lz4")),
         ("linger.ms".into(), get("linger.ms", "50")),
-        ("batch.size".into(), batch_size.to_string()),
         (
             "enable.idempotence".into(),
             get("enable.idempotence", "true"),
@@ -410,7 +460,7 @@ pub async fn run(loaded: &Loaded, opts: &BenchOptions) -> anyhow::Result<BenchRe
                     &topic.name,
                     Some(&sample),
                     mean,
-                    &producer,
+                    &with_batch(&producer, batch_sizes.0),
                     "ridectl payloads",
                 )
                 .await
@@ -422,7 +472,7 @@ pub async fn run(loaded: &Loaded, opts: &BenchOptions) -> anyhow::Result<BenchRe
                     &topic.name,
                     None,
                     mean,
-                    &producer,
+                    &with_batch(&producer, batch_sizes.1),
                     "random payloads",
                 )
                 .await
@@ -476,6 +526,8 @@ pub async fn run(loaded: &Loaded, opts: &BenchOptions) -> anyhow::Result<BenchRe
         partitions,
         producer,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        lz4_ratio: sample_stats.lz4_ratio,
+        java_batch_size: batch_sizes,
         ratio: ratio(&ours, &theirs),
         ratio_random: ratio(&ours, &random),
         rows: [ours, theirs, random].into_iter().flatten().collect(),
@@ -531,11 +583,14 @@ impl BenchReport {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let mut s = format!(
-            "{t}\nbroker {} · {} partitions · {} CPUs · {}\n",
+            "{t}\nbroker {} · {} partitions · {} CPUs · {} · lz4 ratio {:.3} · Java batch.size {} (ridectl payloads), {} (random)\n",
             self.bootstrap_servers,
             self.partitions,
             self.cpus,
-            props.join(" ")
+            props.join(" "),
+            self.lz4_ratio,
+            self.java_batch_size.0,
+            self.java_batch_size.1
         );
         if let Some(r) = self.ratio {
             s += &format!("ridectl / ProducerPerformance (same payloads): {r:.2}\n");

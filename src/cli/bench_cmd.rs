@@ -31,9 +31,11 @@ enum BenchCommand {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Each side sends --count records to a fresh topic shaped like topics.ride_events,
-with pipeline.yaml's producer settings (acks, compression, linger; Java's batch.size
-= batch.num.messages × the mean event size). ProducerPerformance runs with a sample
-of the generator's own events (--payload-file: the fair comparison, whose ratio is
+with pipeline.yaml's producer settings (acks, compression, linger) and the same
+number of records per batch: librdkafka's batch.num.messages; Java's batch.size is
+set to match (Java counts estimated compressed bytes: batch.num.messages × record
+size × lz4 ratio × 1.05). ProducerPerformance runs with a sample of the
+generator's own events (--payload-file: the fair comparison, whose ratio is
 reported) and with random payloads of the same mean size. The topics are deleted
 afterwards. Results belong in BENCHMARKS.md.")]
 struct GenerateBenchArgs {
@@ -49,7 +51,7 @@ struct GenerateBenchArgs {
     /// The java executable.
     #[arg(long, default_value = "java", value_name = "PATH")]
     java: PathBuf,
-    /// Java batch.size in bytes [default: batch.num.messages × mean event size]
+    /// Java batch.size in bytes [default: the same records per batch as librdkafka]
     #[arg(long, value_name = "BYTES")]
     batch_size: Option<u64>,
     /// Measure the generator only.
