@@ -2,17 +2,21 @@
 //!
 //! The library mirrors the pipeline: [`config`] (pipeline.yaml), [`events`] (the wire
 //! schema), [`kafka`] (clients and topic provisioning), [`clickhouse`] (client and
-//! schema migrations), [`local`] (the local real stack), [`alerts`] (alert rules and
-//! PagerDuty), and one module per command under [`cli`]. The binary only parses arguments and calls [`cli::run`].
+//! schema migrations), [`local`] (the local real stack), [`generate`] (the traffic
+//! generator), [`ingest`] and [`query`] (raw events in ClickHouse), [`alerts`] (alert
+//! rules and PagerDuty), [`bench`] (benchmarks), and one module per command under
+//! [`cli`]. The binary only parses arguments and calls [`cli::run`].
 
 #![warn(missing_docs)]
 
 pub mod alerts;
+pub mod bench;
 pub mod cli;
 pub mod clickhouse;
 pub mod config;
 pub mod events;
 pub mod exit;
+pub mod generate;
 pub mod ingest;
 pub mod kafka;
 pub mod local;

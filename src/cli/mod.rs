@@ -2,7 +2,9 @@
 //! maps errors to exit codes (see [`crate::exit`]).
 
 mod alerts_cmd;
+mod bench_cmd;
 mod config_cmd;
+mod generate_cmd;
 mod ingest_cmd;
 mod local_cmd;
 mod query_cmd;
@@ -23,6 +25,8 @@ Examples:
   ridectl topics create                 create or repair the topics in pipeline.yaml
   ridectl schema apply                  create the ClickHouse tables
   ridectl config show --profile prod    print the effective configuration
+  ridectl generate --rate 50000/min     produce realistic ride traffic
+  ridectl bench generate                the generator's maximum rate vs Kafka's own
   ridectl alerts check --dry-run        evaluate the alert rules, print the PagerDuty events
 
 Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
@@ -78,12 +82,16 @@ pub enum Command {
     Topics(topics_cmd::TopicsArgs),
     /// Apply the ClickHouse schema in sql/.
     Schema(schema_cmd::SchemaArgs),
+    /// Produce realistic ride traffic (lifecycles, driver locations, scenarios).
+    Generate(generate_cmd::GenerateArgs),
     /// Write raw events from Kafka into ClickHouse, exactly once in effect.
     Ingest(ingest_cmd::IngestArgs),
     /// Run a named query from sql/queries/ (or ad-hoc SQL) and print a table.
     Query(query_cmd::QueryArgs),
     /// Evaluate the alert rules against ClickHouse and page through PagerDuty.
     Alerts(alerts_cmd::AlertsArgs),
+    /// Measure the pipeline's parts against the local stack.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -95,9 +103,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Local(args) => block_on(local_cmd::run(&cli.global, args)),
         Command::Topics(args) => block_on(topics_cmd::run(&cli.global, args)),
         Command::Schema(args) => block_on(schema_cmd::run(&cli.global, args)),
+        Command::Generate(args) => block_on(generate_cmd::run(&cli.global, args)),
         Command::Ingest(args) => block_on(ingest_cmd::run(&cli.global, args)),
         Command::Query(args) => block_on(query_cmd::run(&cli.global, args)),
         Command::Alerts(args) => block_on(alerts_cmd::run(&cli.global, args)),
+        Command::Bench(args) => block_on(bench_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

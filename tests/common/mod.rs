@@ -65,6 +65,16 @@ pub fn isolated(tag: &str) -> Loaded {
 /// Creates the topics and applies the schema of `l` (fails the test if the stack is
 /// not running, with the command that starts it).
 pub async fn provision(l: &Loaded) {
+    provision_topics(l).await;
+    let migrations =
+        ridectl::clickhouse::schema::load_dir(&project_dir().join("sql/schema")).unwrap();
+    ridectl::clickhouse::schema::apply(&l.config.clickhouse, &migrations)
+        .await
+        .expect("ClickHouse endpoint is not running: start the stack with `ridectl local up`");
+}
+
+/// Creates the topics of `l` only (for tests that need Kafka but not ClickHouse).
+pub async fn provision_topics(l: &Loaded) {
     let cfg: &PipelineConfig = &l.config;
     let timeout = Duration::from_secs(20);
     let kcfg = cfg.kafka.clone();
@@ -84,11 +94,6 @@ pub async fn provision(l: &Loaded) {
     ridectl::kafka::topics::apply(&admin, &plan, timeout)
         .await
         .unwrap();
-    let migrations =
-        ridectl::clickhouse::schema::load_dir(&project_dir().join("sql/schema")).unwrap();
-    ridectl::clickhouse::schema::apply(&cfg.clickhouse, &migrations)
-        .await
-        .expect("ClickHouse endpoint is not running: start the stack with `ridectl local up`");
 }
 
 /// Writes `l`'s configuration to a YAML file that the CLI can read with --config
