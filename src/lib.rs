@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod cli;
 pub mod clickhouse;
 pub mod config;

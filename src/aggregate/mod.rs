@@ -1,0 +1,3 @@
+//! `ridectl aggregate`: the native windowed aggregation worker.
+pub mod engine;
+pub mod window;
