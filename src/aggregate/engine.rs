@@ -351,6 +351,13 @@ impl Engine {
         }
     }
 
+    /// Whether the consumer reported the partition caught up at its position.
+    pub fn caught_up(&self, partition: i32) -> bool {
+        self.partitions
+            .get(&partition)
+            .is_some_and(|p| p.eof_at.is_some() && p.eof_at == p.position)
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> EngineStats {
         let mut s = self.stats.clone();

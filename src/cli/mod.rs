@@ -1,6 +1,7 @@
 //! The command line: global options, one module per subcommand, and [`run`], which
 //! maps errors to exit codes (see [`crate::exit`]).
 
+mod aggregate_cmd;
 mod config_cmd;
 mod local_cmd;
 mod schema_cmd;
@@ -19,6 +20,7 @@ Examples:
   ridectl local up                      start Kafka and the ClickHouse endpoint
   ridectl topics create                 create or repair the topics in pipeline.yaml
   ridectl schema apply                  create the ClickHouse tables
+  ridectl aggregate                     run the windowed aggregation worker
   ridectl config show --profile prod    print the effective configuration
 
 Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
@@ -74,6 +76,8 @@ pub enum Command {
     Topics(topics_cmd::TopicsArgs),
     /// Apply the ClickHouse schema in sql/.
     Schema(schema_cmd::SchemaArgs),
+    /// Compute windowed per-city metrics (the aggregation worker).
+    Aggregate(aggregate_cmd::AggregateArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Local(args) => block_on(local_cmd::run(&cli.global, args)),
         Command::Topics(args) => block_on(topics_cmd::run(&cli.global, args)),
         Command::Schema(args) => block_on(schema_cmd::run(&cli.global, args)),
+        Command::Aggregate(args) => block_on(aggregate_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
