@@ -45,9 +45,11 @@ ORDER BY (city, window_start, window_end, user_id)
 TTL toDateTime(window_end) + INTERVAL 30 DAY;
 
 -- Progress of each partition of the input topic per consumer group: windows ending
--- at or before finalized_until (epoch ms) are final for the partition; offsets below
--- position were fully processed. finalized_until = 9223372036854775807: closed by a
--- bounded run. Partition -1 records the horizon up to which final rows were emitted.
+-- at or before finalized_until (epoch ms) are final for the partition
+-- (9223372036854775807: closed by a bounded run); offsets below position were
+-- processed in this recompute epoch, offsets below effects_until had their dead
+-- letters and late events produced. Partition -1 records the horizon up to which
+-- final rows were emitted.
 CREATE TABLE IF NOT EXISTS aggregate_progress
 (
     group_id         String,
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS aggregate_progress
     partition        Int32,
     finalized_until  Int64,
     position         Int64,
+    effects_until    Int64,
     epoch            UInt32,
     max_event_time   Int64,
     updated_at       DateTime64(6, 'UTC') DEFAULT now64(6)

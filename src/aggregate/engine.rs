@@ -121,7 +121,8 @@ pub struct PartialRow {
     pub fare_sum: f64,
     /// Number of fares summed.
     pub fare_count: u64,
-    /// Replacement version: `epoch << 40 | next offset`; grows with the content.
+    /// Replacement version: `epoch << 40 | next offset`; grows with the content
+    /// within an epoch, and a recompute's epoch replaces everything before it.
     pub version: u64,
 }
 
@@ -145,8 +146,13 @@ pub struct Progress {
     pub partition: i32,
     /// Every window of this partition ending at or before this is final.
     pub finalized_until: EpochMillis,
-    /// Offsets below this were fully processed (side effects included).
+    /// Offsets below this were processed in this epoch: after a restart, the horizon
+    /// is held until the replay reaches it (the rebuilt state is then exactly the
+    /// state that was recorded).
     pub position: i64,
+    /// Offsets below this had their dead letters and late events produced (kept
+    /// across recomputes, so history is not dead-lettered twice).
+    pub effects_until: i64,
     /// Recompute generation (bumped by `--from`/`--from-beginning`).
     pub epoch: u32,
     /// Highest event time seen in the partition (`i64::MIN`: none).
@@ -222,8 +228,10 @@ struct PartitionState {
     windows: BTreeMap<(EpochMillis, u32), WindowState>,
     max_event_time: Option<EpochMillis>,
     finalized_until: EpochMillis,
-    /// Offsets below this were processed before (recorded progress).
+    /// Offsets below this had their side effects produced before.
     replay_until: i64,
+    /// The horizon does not move while the position is below this.
+    hold_until: i64,
     epoch: u32,
     /// Next offset to process, once known.
     position: Option<i64>,
@@ -239,8 +247,10 @@ struct PartitionState {
 pub struct Resume {
     /// Windows ending at or before this are final (`i64::MIN`: none).
     pub finalized_until: EpochMillis,
-    /// Offsets below this were fully processed.
+    /// Offsets below this were processed in this epoch (see [`Progress::position`]).
     pub position: i64,
+    /// Offsets below this had their side effects produced.
+    pub effects_until: i64,
     /// Recompute generation.
     pub epoch: u32,
 }
@@ -250,6 +260,7 @@ impl Default for Resume {
         Resume {
             finalized_until: i64::MIN,
             position: 0,
+            effects_until: 0,
             epoch: 0,
         }
     }
@@ -315,7 +326,8 @@ impl Engine {
                 windows: BTreeMap::new(),
                 max_event_time: None,
                 finalized_until: resume.finalized_until,
-                replay_until: resume.position,
+                replay_until: resume.effects_until.max(resume.position),
+                hold_until: resume.position,
                 epoch: resume.epoch,
                 position: start,
                 eof_at: None,
@@ -547,7 +559,7 @@ impl Engine {
             // was recorded: the rebuilt state is exactly the state at that position.
             let replaying = p
                 .position
-                .map_or(p.replay_until > 0, |pos| pos < p.replay_until);
+                .map_or(p.hold_until > 0, |pos| pos < p.hold_until);
             if let (Some(wm), false) = (wm, replaying) {
                 p.finalized_until = p.finalized_until.max(wm);
             }
@@ -592,22 +604,15 @@ impl Engine {
             }
             if p.position.is_some() {
                 out.commits.push((partition, commit));
-                out.progress.push(Progress {
-                    partition,
-                    finalized_until: horizon,
-                    position: position.max(p.replay_until),
-                    epoch: p.epoch,
-                    max_event_time: p.max_event_time.unwrap_or(i64::MIN),
-                });
-            } else {
-                out.progress.push(Progress {
-                    partition,
-                    finalized_until: horizon,
-                    position: p.replay_until,
-                    epoch: p.epoch,
-                    max_event_time: p.max_event_time.unwrap_or(i64::MIN),
-                });
             }
+            out.progress.push(Progress {
+                partition,
+                finalized_until: horizon,
+                position: p.position.unwrap_or(0).max(p.hold_until),
+                effects_until: p.position.unwrap_or(0).max(p.replay_until),
+                epoch: p.epoch,
+                max_event_time: p.max_event_time.unwrap_or(i64::MIN),
+            });
         }
         out
     }
@@ -829,6 +834,7 @@ mod tests {
             Resume {
                 finalized_until: progress.finalized_until,
                 position: progress.position,
+                effects_until: progress.effects_until,
                 epoch: 0,
             },
             Some(commit),

@@ -241,7 +241,9 @@ async fn reset_for_recompute(
             Progress {
                 partition: *p,
                 finalized_until: horizon,
-                position: r.position,
+                // Nothing processed in the new epoch; side effects stay done.
+                position: 0,
+                effects_until: r.effects_until.max(r.position),
                 epoch: r.epoch + 1,
                 max_event_time: i64::MIN,
             }
@@ -251,6 +253,7 @@ async fn reset_for_recompute(
         partition: sink::EMITTED_PARTITION,
         finalized_until: horizon,
         position: 0,
+        effects_until: 0,
         epoch: 0,
         max_event_time: i64::MIN,
     });

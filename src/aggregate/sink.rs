@@ -139,6 +139,7 @@ struct ProgressCh<'a> {
     partition: i32,
     finalized_until: i64,
     position: i64,
+    effects_until: i64,
     epoch: u32,
     max_event_time: i64,
 }
@@ -148,6 +149,7 @@ struct ProgressRead {
     partition: i32,
     finalized_until: i64,
     position: i64,
+    effects_until: i64,
     epoch: u32,
 }
 
@@ -260,6 +262,7 @@ pub async fn read_progress(
             Resume {
                 finalized_until: r.finalized_until,
                 position: r.position,
+                effects_until: r.effects_until,
                 epoch: r.epoch,
             },
         );
@@ -286,6 +289,7 @@ pub async fn write_progress(
                 partition: r.partition,
                 finalized_until: r.finalized_until,
                 position: r.position,
+                effects_until: r.effects_until,
                 epoch: r.epoch,
                 max_event_time: r.max_event_time,
             })
@@ -396,6 +400,7 @@ impl Sink {
             finalize,
             topic_partitions,
         } = batch;
+        let t0 = std::time::Instant::now();
         self.await_deliveries(side_effects).await?;
         let ch = &self.ch;
         self.retry("writing rider rows", || insert_riders(ch, &output.riders))
@@ -465,6 +470,7 @@ impl Sink {
                 partition: EMITTED_PARTITION,
                 finalized_until: final_to,
                 position: 0,
+                effects_until: 0,
                 epoch: 0,
                 max_event_time: i64::MIN,
             };
@@ -475,6 +481,14 @@ impl Sink {
             self.emitted = Some(final_to);
         }
         let finals = rows.iter().filter(|r| r.is_final == 1).count();
+        tracing::debug!(
+            riders = output.riders.len(),
+            partials = output.partials.len(),
+            rows = rows.len(),
+            finals,
+            "trigger durable in {:?}",
+            t0.elapsed()
+        );
         self.metrics
             .output_rows
             .fetch_add(rows.len() as u64, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 //! maps errors to exit codes (see [`crate::exit`]).
 
 mod aggregate_cmd;
+mod bench_cmd;
 mod config_cmd;
 mod local_cmd;
 mod schema_cmd;
@@ -78,6 +79,8 @@ pub enum Command {
     Schema(schema_cmd::SchemaArgs),
     /// Compute windowed per-city metrics (the aggregation worker).
     Aggregate(aggregate_cmd::AggregateArgs),
+    /// Benchmarks against the local stack.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Topics(args) => block_on(topics_cmd::run(&cli.global, args)),
         Command::Schema(args) => block_on(schema_cmd::run(&cli.global, args)),
         Command::Aggregate(args) => block_on(aggregate_cmd::run(&cli.global, args)),
+        Command::Bench(args) => block_on(bench_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
