@@ -33,6 +33,9 @@ use crate::time::{EpochMillis, now_millis};
 const FLUSH_WAIT: Duration = Duration::from_secs(8);
 /// Messages between two checks of the clock, the sink's answers and the bounded end.
 const HOUSEKEEPING_EVERY: usize = 256;
+/// Events consumed since the last trigger above which consumption pauses while the
+/// sink is still busy with the previous batch (bounds memory during backfills).
+const BACKLOG_LIMIT: u64 = 400_000;
 
 /// What the consumer thread needs.
 pub struct SourceParts {
@@ -81,6 +84,8 @@ struct Worker {
     side_effects: Vec<DeliveryFuture>,
     in_flight: Option<Instant>,
     paused: bool,
+    /// Messages consumed since the last trigger.
+    pending: u64,
     closing: bool,
     committed: BTreeMap<i32, i64>,
     topic_c: CString,
@@ -144,6 +149,7 @@ pub fn context(parts: SourceParts) -> anyhow::Result<Ctx> {
             side_effects: Vec::new(),
             in_flight: None,
             paused: false,
+            pending: 0,
             closing: false,
             committed: BTreeMap::new(),
             topic_c,
@@ -157,6 +163,7 @@ impl Worker {
     }
 
     fn handle(&mut self, m: &BorrowedMessage<'_>, now: EpochMillis) {
+        self.pending += 1;
         let payload = m.payload().unwrap_or_default();
         let (partition, offset) = (m.partition(), m.offset());
         match self.p.engine.ingest(partition, offset, payload, now) {
@@ -219,6 +226,7 @@ impl Worker {
     /// trigger of a bounded run (emit every window that is final topic-wide).
     fn trigger(&mut self, consumer: &BaseConsumer<Ctx>, finalize_all: bool) {
         let now = self.now();
+        self.pending = 0;
         // A partition whose position reached the high watermark is caught up.
         for p in self.p.engine.partitions() {
             if let Some(hw) = self.cached_high_watermark(consumer, p)
@@ -523,13 +531,17 @@ pub fn run(consumer: BaseConsumer<Ctx>, trigger: Duration) -> anyhow::Result<End
         }
         if let Some(since) = w.in_flight
             && !w.paused
-            && since.elapsed() > stall_after
         {
-            tracing::warn!("output is stalled; pausing consumption until it recovers");
-            if let Ok(tpl) = consumer.assignment() {
-                let _ = consumer.pause(&tpl);
+            let stalled = since.elapsed() > stall_after;
+            if stalled || w.pending >= BACKLOG_LIMIT {
+                if stalled {
+                    tracing::warn!("output is stalled; pausing consumption until it recovers");
+                }
+                if let Ok(tpl) = consumer.assignment() {
+                    let _ = consumer.pause(&tpl);
+                }
+                w.paused = true;
             }
-            w.paused = true;
         }
         if bounded && w.bounded_done() {
             tracing::info!("bounded run: end offsets reached; finalizing every window");

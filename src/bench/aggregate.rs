@@ -98,6 +98,21 @@ pub struct FreshnessResult {
     pub cpu_share: f64,
 }
 
+/// Results of reading the topic into the engine without outputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumeResult {
+    /// Events read and aggregated.
+    pub events: u64,
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// CPU seconds of this process during the read (librdkafka threads included).
+    pub cpu_seconds: f64,
+    /// Events per wall-clock second.
+    pub events_per_sec: f64,
+    /// Events per CPU-second.
+    pub events_per_cpu_sec: f64,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -105,6 +120,8 @@ pub struct Report {
     pub engine: EngineResult,
     /// Producing the events to the local broker (events/s).
     pub produce_events_per_sec: Option<f64>,
+    /// Broker → parse → engine, no outputs (one consumer thread).
+    pub consume: Option<ConsumeResult>,
     /// Bounded run from the broker.
     pub bounded: Option<WorkerResult>,
     /// Freshness run.
@@ -361,6 +378,76 @@ async fn preload(l: &Loaded, n: usize, seed: u64) -> anyhow::Result<f64> {
     Ok(n as f64 / t0.elapsed().as_secs_f64())
 }
 
+/// Reads the whole topic with one consumer thread into the engine (no outputs).
+fn bench_consume(l: &Loaded) -> anyhow::Result<ConsumeResult> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let cfg = &l.config;
+    let topic = &cfg.topics.ride_events.name;
+    let consumer: BaseConsumer = crate::aggregate::consumer_config(cfg)
+        .set("group.id", format!("{}-consume", cfg.aggregation.group_id))
+        .create()?;
+    let timeout = cfg.kafka.connect_timeout.get();
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions = md
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+        ends.insert(p, consumer.fetch_watermarks(topic, p, timeout)?.1);
+    }
+    consumer.assign(&tpl)?;
+    let mut engine = Engine::new(EngineConfig::from_config(&cfg.aggregation));
+    for p in 0..partitions {
+        engine.assign(p, Resume::default(), Some(0), now_millis());
+    }
+    let pid = std::process::id();
+    let cpu0 = proc_stat(pid).map_or(0.0, |s| s.0);
+    let t0 = Instant::now();
+    let (mut n, mut since_trigger) = (0u64, 0u64);
+    let mut done = std::collections::HashSet::new();
+    while done.len() < partitions as usize {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                use rdkafka::Message;
+                let (p, o) = (m.partition(), m.offset());
+                engine.ingest(p, o, m.payload().unwrap_or_default(), now_millis());
+                n += 1;
+                since_trigger += 1;
+                if since_trigger >= 100_000 {
+                    std::hint::black_box(engine.trigger(now_millis()));
+                    since_trigger = 0;
+                }
+                if o + 1 >= ends[&p] {
+                    done.insert(p);
+                }
+            }
+            Some(Err(_)) | None => {
+                if t0.elapsed() > Duration::from_secs(600) {
+                    bail!("reading {topic} did not finish");
+                }
+                for (p, end) in &ends {
+                    if *end == 0 {
+                        done.insert(*p);
+                    }
+                }
+            }
+        }
+    }
+    std::hint::black_box(engine.trigger(now_millis()));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = proc_stat(pid).map_or(0.0, |s| s.0) - cpu0;
+    Ok(ConsumeResult {
+        events: n,
+        wall_seconds: wall,
+        cpu_seconds: cpu,
+        events_per_sec: n as f64 / wall,
+        events_per_cpu_sec: n as f64 / cpu.max(1e-9),
+    })
+}
+
 async fn bench_bounded(
     l: &Loaded,
     config: &std::path::Path,
@@ -486,6 +573,7 @@ pub async fn run(base: &Loaded, args: &AggregateBenchArgs) -> anyhow::Result<Rep
     let mut report = Report {
         engine,
         produce_events_per_sec: None,
+        consume: None,
         bounded: None,
         freshness: None,
     };
@@ -501,6 +589,9 @@ pub async fn run(base: &Loaded, args: &AggregateBenchArgs) -> anyhow::Result<Rep
         );
         let result = async {
             report.produce_events_per_sec = Some(preload(&l, args.events, args.seed).await?);
+            tracing::info!("broker → engine, no outputs");
+            let lc = l.clone();
+            report.consume = Some(tokio::task::spawn_blocking(move || bench_consume(&lc)).await??);
             tracing::info!("bounded run from the broker");
             report.bounded = Some(bench_bounded(&l, &config, args.events).await?);
             anyhow::Ok(())

@@ -54,6 +54,16 @@ fn print_aggregate(r: &bench::aggregate::Report) {
     if let Some(p) = r.produce_events_per_sec {
         row("pre-load producer, events/s", format!("{p:.0}"));
     }
+    if let Some(c) = &r.consume {
+        row(
+            "broker → engine (no outputs), events/s (wall)",
+            format!("{:.0}", c.events_per_sec),
+        );
+        row(
+            "broker → engine (no outputs), events per CPU-second",
+            format!("{:.0}", c.events_per_cpu_sec),
+        );
+    }
     if let Some(b) = &r.bounded {
         row("bounded run: events", b.events.to_string());
         row(
