@@ -4,7 +4,8 @@
 -- mergeable partials; the metrics rows are computed in ClickHouse from the partials
 -- of every partition, so one worker or N workers in a group give the same rows, and
 -- a replay after a crash rewrites the same partials (ReplacingMergeTree) and the
--- same rider pairs (set semantics). Read with FINAL.
+-- same rider pairs (set semantics). Read with FINAL. Partials and rider pairs are
+-- kept 8 days (input retention + 1 day): everything a recompute can replay.
 
 -- Per-partition partial aggregates, rewritten whenever they change. `version` is
 -- (recompute epoch << 40 | next Kafka offset): it grows with the content.
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS city_window_partials
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (city, window_start, window_end, partition)
-TTL toDateTime(window_end) + INTERVAL 30 DAY;
+TTL toDateTime(window_end) + INTERVAL 8 DAY;
 
 -- One row per (window, city, rider) as first seen by a partition's state. A replay
 -- may write a pair twice; uniqExact(user_id) is exact regardless.
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS city_window_riders
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (city, window_start, window_end, user_id)
-TTL toDateTime(window_end) + INTERVAL 30 DAY;
+TTL toDateTime(window_end) + INTERVAL 8 DAY;
 
 -- Progress of each partition of the input topic per consumer group: windows ending
 -- at or before finalized_until (epoch ms) are final for the partition

@@ -362,6 +362,7 @@ pub async fn run(
             topic: topic.clone(),
             output_topic: cfg.topics.aggregated.name.clone(),
             output_table: a.output_table.clone(),
+            window_len: a.window.as_millis_i64(),
         },
         metrics.clone(),
         stop_sink.clone(),

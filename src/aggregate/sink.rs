@@ -58,6 +58,8 @@ pub struct SinkConfig {
     pub output_topic: String,
     /// ClickHouse table of the metrics rows.
     pub output_table: String,
+    /// Window length, ms (bounds the window starts a merge reads).
+    pub window_len: i64,
 }
 
 /// One trigger's worth of work for the sink.
@@ -330,8 +332,6 @@ pub struct Sink {
     cfg: SinkConfig,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-    /// Horizon up to which final rows were emitted (read once, then tracked).
-    emitted: Option<EpochMillis>,
 }
 
 /// The retry loop gave up because the worker is stopping.
@@ -361,7 +361,6 @@ impl Sink {
             cfg,
             metrics,
             stop,
-            emitted: None,
         }
     }
 
@@ -418,19 +417,13 @@ impl Sink {
             })
             .await?;
         let (final_from, final_to) = if finalize {
-            let emitted = match self.emitted {
-                Some(e) => e,
-                None => {
-                    let e = self
-                        .retry("reading the emitted horizon", || async {
-                            let p = read_progress(ch, group, topic, &[EMITTED_PARTITION]).await?;
-                            Ok(p[&EMITTED_PARTITION].finalized_until)
-                        })
-                        .await?;
-                    self.emitted = Some(e);
-                    e
-                }
-            };
+            // Read every time: the finalizer role moves with partition 0.
+            let emitted = self
+                .retry("reading the emitted horizon", || async {
+                    let p = read_progress(ch, group, topic, &[EMITTED_PARTITION]).await?;
+                    Ok(p[&EMITTED_PARTITION].finalized_until)
+                })
+                .await?;
             if horizon > emitted {
                 (emitted, horizon)
             } else {
@@ -447,15 +440,16 @@ impl Sink {
             if chunks.is_empty() {
                 chunks.push(&[]);
             }
+            let len = self.cfg.window_len;
             for (i, chunk) in chunks.into_iter().enumerate() {
-                let (from, to) = if i == 0 {
+                let range = if i == 0 {
                     (final_from, final_to)
                 } else {
                     (0, 0)
                 };
                 let part = self
                     .retry("computing merged rows", || {
-                        merge(ch, chunk, from, to, horizon)
+                        merge(ch, chunk, range, horizon, len)
                     })
                     .await?;
                 rows.extend(part);
@@ -478,7 +472,6 @@ impl Sink {
                 write_progress(ch, group, topic, std::slice::from_ref(&row))
             })
             .await?;
-            self.emitted = Some(final_to);
         }
         let finals = rows.iter().filter(|r| r.is_final == 1).count();
         tracing::debug!(
@@ -621,14 +614,27 @@ async fn insert_metrics(ch: &Client, table: &str, rows: &[MetricsRow]) -> anyhow
 async fn merge(
     ch: &Client,
     windows: &[(Arc<str>, EpochMillis, EpochMillis)],
-    final_from: EpochMillis,
-    final_to: EpochMillis,
+    (final_from, final_to): (EpochMillis, EpochMillis),
     horizon: EpochMillis,
+    window_len: i64,
 ) -> anyhow::Result<Vec<MetricsRow>> {
     let cities: Vec<&str> = windows.iter().map(|w| &*w.0).collect();
     let starts: Vec<i64> = windows.iter().map(|w| w.1).collect();
     let ends: Vec<i64> = windows.iter().map(|w| w.2).collect();
+    // Bounds of every selected window start: the changed ones, and the windows
+    // ending in (from, to], i.e. starting in (from − len, to − len].
+    let (mut min_start, mut max_start) = (
+        starts.iter().copied().min().unwrap_or(i64::MAX),
+        starts.iter().copied().max().unwrap_or(i64::MIN),
+    );
+    if final_to > final_from {
+        min_start = min_start.min(final_from.saturating_sub(window_len).saturating_add(1));
+        max_start = max_start.max(final_to.saturating_sub(window_len));
+    }
+    let to_param = |ms: i64| ms.clamp(0, 4_102_444_800_000);
     ch.query_raw(MERGE_SQL)
+        .param("min_start", to_param(min_start))
+        .param("max_start", to_param(max_start))
         .param("cities", cities)
         .param("starts", starts)
         .param("ends", ends)

@@ -394,7 +394,7 @@ impl Worker {
     }
 
     fn on_assign(&mut self, consumer: &BaseConsumer<Ctx>, parts: &[i32]) {
-        if parts.is_empty() {
+        if parts.is_empty() || self.closing {
             return;
         }
         let resume = loop {
@@ -450,6 +450,28 @@ impl Worker {
             "partitions assigned: {parts:?} (resuming from committed offsets {:?})",
             committed
         );
+    }
+
+    /// Bounded runs, for a worker that owns no partition: the group's committed
+    /// offsets reached the end offsets of every partition (others did the work).
+    fn group_reached_ends(&self, consumer: &BaseConsumer<Ctx>) -> bool {
+        let Some(ends) = &self.p.ends else {
+            return false;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in ends.keys() {
+            let _ = tpl.add_partition(&self.p.topic, *p);
+        }
+        let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
+            return false;
+        };
+        committed.elements().iter().all(|e| {
+            let end = ends.get(&e.partition()).copied().unwrap_or(0);
+            match e.offset() {
+                Offset::Offset(o) => o >= end,
+                _ => end == 0,
+            }
+        })
     }
 
     /// Bounded runs: every owned partition reached its end offset.
@@ -558,12 +580,13 @@ pub fn run(consumer: BaseConsumer<Ctx>, trigger: Duration) -> anyhow::Result<End
         }
         if bounded && triggered && w.p.engine.partitions().is_empty() {
             // No partitions for this worker: done once every partition is closed.
-            // The trigger just sent (finalize = false, no partitions) reports the
-            // topic-wide horizon in its ack.
+            // The trigger just sent (no partitions) reports the topic-wide horizon
+            // in its ack: done when every partition is closed and the group
+            // consumed up to the end offsets recorded at start.
             let closed = w
                 .take_ack(&consumer, FLUSH_WAIT)
                 .is_some_and(|ack| sink::all_closed(ack.horizon));
-            if closed {
+            if closed && w.group_reached_ends(&consumer) {
                 let ack = w.flush(&consumer, true, None);
                 w.closing = true;
                 drop(w);
