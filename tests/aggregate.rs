@@ -57,6 +57,17 @@ ORDER BY city, window_start";
 fn test_config(tag: &str) -> Loaded {
     let mut l = common::isolated(tag);
     l.config.aggregation.trigger_interval = ridectl::units::HumanDuration::from_millis(250);
+    // A SIGKILLed worker stays in the group until its session times out: use the
+    // broker's minimum so restarts get their partitions quickly.
+    for (k, v) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "1000"),
+    ] {
+        l.config
+            .kafka
+            .consumer
+            .insert(k.into(), ridectl::config::PropValue(v.into()));
+    }
     l
 }
 
