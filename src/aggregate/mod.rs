@@ -399,12 +399,11 @@ pub async fn run(
     let consumer: BaseConsumer<source::Ctx> = consumer_config(cfg)
         .create_with_context(ctx)
         .context("cannot create the Kafka consumer")?;
-    let trigger = a.trigger_interval.get();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("aggregate-consumer".into())
         .spawn(move || {
-            let _ = done_tx.send(source::run(consumer, trigger));
+            let _ = done_tx.send(source::run(consumer));
         })
         .context("cannot start the consumer thread")?;
 

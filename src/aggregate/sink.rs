@@ -24,7 +24,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
 use super::dlq;
-use super::engine::{CLOSED, PartialRow, Progress, Resume, RiderRow, TriggerOutput};
+use super::engine::{CLOSED, PartialRow, Progress, Resume, RiderRows, TriggerOutput};
 use super::metrics::Metrics;
 use crate::time::{EpochMillis, format_millis, now_millis};
 
@@ -568,18 +568,18 @@ fn msg_topic(m: &rdkafka::message::OwnedMessage) -> String {
     m.topic().to_string()
 }
 
-async fn insert_riders(ch: &Client, rows: &[RiderRow]) -> anyhow::Result<()> {
+async fn insert_riders(ch: &Client, rows: &RiderRows) -> anyhow::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let mut insert = ch.insert::<RiderCh<'_>>(RIDERS_TABLE).await?;
-    for r in rows {
+    for r in rows.iter() {
         insert
             .write(&RiderCh {
-                city: &r.city,
+                city: r.city,
                 window_start: r.window_start,
                 window_end: r.window_end,
-                user_id: &r.user_id,
+                user_id: r.user_id,
             })
             .await?;
     }
@@ -644,11 +644,6 @@ async fn merge(
         .fetch_all::<MetricsRow>()
         .await
         .context("merge query failed")
-}
-
-/// True when `e` says the sink gave up because the worker is stopping.
-pub fn is_stopped(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<Stopped>())
 }
 
 /// Whether every partition of the topic is closed (a bounded run finished).

@@ -35,7 +35,7 @@ const FLUSH_WAIT: Duration = Duration::from_secs(8);
 const HOUSEKEEPING_EVERY: usize = 256;
 /// Events consumed since the last trigger above which consumption pauses while the
 /// sink is still busy with the previous batch (bounds memory during backfills).
-const BACKLOG_LIMIT: u64 = 400_000;
+const BACKLOG_LIMIT: u64 = 200_000;
 
 /// What the consumer thread needs.
 pub struct SourceParts {
@@ -158,10 +158,6 @@ pub fn context(parts: SourceParts) -> anyhow::Result<Ctx> {
 }
 
 impl Worker {
-    fn now(&self) -> EpochMillis {
-        now_millis()
-    }
-
     fn handle(&mut self, m: &BorrowedMessage<'_>, now: EpochMillis) {
         self.pending += 1;
         let payload = m.payload().unwrap_or_default();
@@ -225,7 +221,7 @@ impl Worker {
     /// Runs a trigger and hands its output to the sink. `finalize_all`: the last
     /// trigger of a bounded run (emit every window that is final topic-wide).
     fn trigger(&mut self, consumer: &BaseConsumer<Ctx>, finalize_all: bool) {
-        let now = self.now();
+        let now = now_millis();
         self.pending = 0;
         // A partition whose position reached the high watermark is caught up.
         for p in self.p.engine.partitions() {
@@ -437,7 +433,7 @@ impl Worker {
                     HashMap::new()
                 }
             };
-        let now = self.now();
+        let now = now_millis();
         for p in parts {
             let r = resume.get(p).copied().unwrap_or_default();
             let start = committed.get(p).copied();
@@ -489,11 +485,17 @@ impl Worker {
 }
 
 /// Runs the consumer loop until the end of a bounded run or a shutdown signal.
-pub fn run(consumer: BaseConsumer<Ctx>, trigger: Duration) -> anyhow::Result<Ending> {
+pub fn run(consumer: BaseConsumer<Ctx>) -> anyhow::Result<Ending> {
     let ctx = consumer.context().clone();
-    let (topic, shutdown, bounded) = {
+    let (topic, shutdown, bounded, trigger) = {
         let w = ctx.lock();
-        (w.p.topic.clone(), w.p.shutdown.clone(), w.p.ends.is_some())
+        let p = &w.p;
+        (
+            p.topic.clone(),
+            p.shutdown.clone(),
+            p.ends.is_some(),
+            p.trigger,
+        )
     };
     consumer
         .subscribe(&[&topic])

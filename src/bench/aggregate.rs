@@ -383,8 +383,10 @@ fn bench_consume(l: &Loaded) -> anyhow::Result<ConsumeResult> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let cfg = &l.config;
     let topic = &cfg.topics.ride_events.name;
+    // End offsets decide when to stop: no end-of-partition events needed.
     let consumer: BaseConsumer = crate::aggregate::consumer_config(cfg)
         .set("group.id", format!("{}-consume", cfg.aggregation.group_id))
+        .set("enable.partition.eof", "false")
         .create()?;
     let timeout = cfg.kafka.connect_timeout.get();
     let md = consumer.fetch_metadata(Some(topic), timeout)?;
