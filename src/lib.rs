@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod alerts;
 pub mod bench;
 pub mod cli;

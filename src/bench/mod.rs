@@ -1,8 +1,12 @@
 //! Benchmarks of the pipeline's parts against the local stack (`ridectl bench ...`).
 //! Each benchmark measures, prints a table (or JSON) and leaves nothing behind.
-//! Results are recorded in BENCHMARKS.md; none of this is a timed test.
+//! Results are recorded in BENCHMARKS.md; none of this is a timed test. [`synth`]
+//! makes the deterministic synthetic events some of them (and tests) use.
 
+pub mod aggregate;
 pub mod generate;
+pub mod query;
+pub mod synth;
 
 use std::time::Duration;
 

@@ -72,8 +72,15 @@ async fn count(ch: &ClickHouseConfig) -> anyhow::Result<u64> {
 }
 
 /// Fills (if needed) and measures.
-pub async fn run(ch: &ClickHouseConfig, sql_dir: &Path, opts: &QueryBenchOptions) -> anyhow::Result<QueryBenchReport> {
-    let ch = ClickHouseConfig { database: opts.database.clone(), ..ch.clone() };
+pub async fn run(
+    ch: &ClickHouseConfig,
+    sql_dir: &Path,
+    opts: &QueryBenchOptions,
+) -> anyhow::Result<QueryBenchReport> {
+    let ch = ClickHouseConfig {
+        database: opts.database.clone(),
+        ..ch.clone()
+    };
     schema::apply(&ch, &schema::load_dir(&sql_dir.join("schema"))?).await?;
     let end = parse_iso8601(HISTORY_END).context("bad HISTORY_END")?;
     let have = count(&ch).await?;
@@ -86,17 +93,33 @@ pub async fn run(ch: &ClickHouseConfig, sql_dir: &Path, opts: &QueryBenchOptions
             .await
             .context("optimize the rollup")?;
     }
-    let fill_seconds = if have < opts.rows { fill_started.elapsed().as_secs_f64() } else { 0.0 };
+    let fill_seconds = if have < opts.rows {
+        fill_started.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
     let mut timings = Vec::new();
     for name in ["city-stats", "rides-per-minute", "cancellations"] {
         let named = query::find(&sql_dir.join("queries"), name)?.sql;
         let raw = std::fs::read_to_string(sql_dir.join(format!("bench/{name}-raw.sql")))
             .with_context(|| format!("missing sql/bench/{name}-raw.sql"))?;
-        for (range, ms) in [("1h", 3_600_000i64), ("24h", 86_400_000), ("30d", 30 * 86_400_000)] {
-            let params = Params { from: end - ms, to: end, cities: Vec::new(), threshold: 0.3 };
+        for (range, ms) in [
+            ("1h", 3_600_000i64),
+            ("24h", 86_400_000),
+            ("30d", 30 * 86_400_000),
+        ] {
+            let params = Params {
+                from: end - ms,
+                to: end,
+                cities: Vec::new(),
+                threshold: 0.3,
+            };
             let (rollup_ms, rows) = median(&ch, &named, &params, opts.runs).await?;
             let (raw_ms, raw_rows) = median(&ch, &raw, &params, opts.runs).await?;
-            anyhow::ensure!(rows == raw_rows, "{name} ({range}): rollup returned {rows} rows, raw {raw_rows}");
+            anyhow::ensure!(
+                rows == raw_rows,
+                "{name} ({range}): rollup returned {rows} rows, raw {raw_rows}"
+            );
             timings.push(QueryTiming {
                 query: name.to_string(),
                 range: range.to_string(),
@@ -107,15 +130,28 @@ pub async fn run(ch: &ClickHouseConfig, sql_dir: &Path, opts: &QueryBenchOptions
             });
         }
     }
-    Ok(QueryBenchReport { rows: count(&ch).await?, fill_seconds, timings })
+    Ok(QueryBenchReport {
+        rows: count(&ch).await?,
+        fill_seconds,
+        timings,
+    })
 }
 
-async fn fill(ch: &ClickHouseConfig, sql_dir: &Path, have: u64, opts: &QueryBenchOptions, end: EpochMillis) -> anyhow::Result<()> {
-    let sql = std::fs::read_to_string(sql_dir.join("bench/fill_ride_events.sql")).context("read fill SQL")?;
+async fn fill(
+    ch: &ClickHouseConfig,
+    sql_dir: &Path,
+    have: u64,
+    opts: &QueryBenchOptions,
+    end: EpochMillis,
+) -> anyhow::Result<()> {
+    let sql = std::fs::read_to_string(sql_dir.join("bench/fill_ride_events.sql"))
+        .context("read fill SQL")?;
     let bar = ProgressBar::new(opts.rows);
     bar.set_style(
-        ProgressStyle::with_template("filling ride_events {bar:40} {pos}/{len} rows ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "filling ride_events {bar:40} {pos}/{len} rows ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_position(have);
     let client = crate::clickhouse::client(ch, Access::Write);
@@ -140,7 +176,12 @@ async fn fill(ch: &ClickHouseConfig, sql_dir: &Path, have: u64, opts: &QueryBenc
     Ok(())
 }
 
-async fn median(ch: &ClickHouseConfig, sql: &str, params: &Params, runs: usize) -> anyhow::Result<(f64, usize)> {
+async fn median(
+    ch: &ClickHouseConfig,
+    sql: &str,
+    params: &Params,
+    runs: usize,
+) -> anyhow::Result<(f64, usize)> {
     let warm = query::run_sql(ch, sql, params).await?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {

@@ -1,5 +1,5 @@
-//! `ridectl bench <benchmark>`: one subcommand per benchmark (`generate` now;
-//! `aggregate`, `query` and `e2e` join the same group).
+//! `ridectl bench <benchmark>`: one subcommand per benchmark (`generate`,
+//! `aggregate`, `query`).
 
 use std::path::PathBuf;
 
@@ -15,7 +15,9 @@ use crate::output::{self, Format};
 #[command(after_help = "\
 Examples:
   ridectl bench generate                       the generator vs Kafka's ProducerPerformance
-  ridectl bench generate --count 10000000 --rounds 3 --format json")]
+  ridectl bench generate --count 10000000 --rounds 3 --format json
+  ridectl bench aggregate                      engine, bounded run, freshness
+  ridectl bench query --rows 100M              named queries vs the raw table")]
 pub struct BenchArgs {
     #[command(subcommand)]
     what: BenchCommand,
@@ -26,6 +28,60 @@ enum BenchCommand {
     /// The generator's sustained maximum rate, side by side with Kafka's own
     /// producer benchmark (same record size, acks, compression, linger, batch).
     Generate(GenerateBenchArgs),
+    /// The aggregation worker: events/s per core, RSS and freshness.
+    Aggregate(AggregateBenchCmd),
+    /// Named queries (rollups) against their raw-table equivalents over synthetic
+    /// history filled inside ClickHouse.
+    Query(QueryBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct AggregateBenchCmd {
+    #[command(flatten)]
+    args: bench::aggregate::AggregateBenchArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Fills ride_events in its own database (ridectl_bench) with --rows events of
+synthetic history (numbers()-based, deterministic, ending 2026-01-01), then times
+city-stats, rides-per-minute and cancellations over the last 1h, 24h and 30d
+against the same queries over the raw table (sql/bench/*-raw.sql). A second run
+reuses the data. Results belong in BENCHMARKS.md.")]
+struct QueryBenchArgs {
+    /// Rows of history (suffixes K, M, B).
+    #[arg(long, default_value = "100M", value_parser = parse_count)]
+    rows: u64,
+    /// Days the history spans.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Timed runs per query (median reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Database to fill and query.
+    #[arg(long, default_value = "ridectl_bench")]
+    database: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_uppercase();
+    let (n, mult) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 1_000),
+        Some('M') => (&t[..t.len() - 1], 1_000_000),
+        Some('B') => (&t[..t.len() - 1], 1_000_000_000),
+        _ => (t.as_str(), 1),
+    };
+    n.parse::<u64>()
+        .map(|n| n * mult)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a row count such as 100M"))
 }
 
 #[derive(Debug, Args)]
@@ -97,5 +153,105 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
                 crate::exit::OK
             })
         }
+        BenchCommand::Aggregate(a) => {
+            let loaded = global.load()?;
+            let report = bench::aggregate::run(&loaded, &a.args).await?;
+            if a.format == Format::Json {
+                output::print_json(&report)?;
+            } else {
+                print_aggregate(&report);
+            }
+            Ok(crate::exit::OK)
+        }
+        BenchCommand::Query(a) => {
+            let loaded = global.load()?;
+            let opts = bench::query::QueryBenchOptions {
+                rows: a.rows,
+                days: a.days,
+                runs: a.runs,
+                database: a.database,
+                chunk: 10_000_000,
+            };
+            let report = bench::query::run(
+                &loaded.config.clickhouse,
+                &loaded.resolve(std::path::Path::new("sql")),
+                &opts,
+            )
+            .await?;
+            if a.format == Format::Json {
+                output::print_json(&report)?;
+            } else {
+                let mut t = output::table(
+                    &["query", "range", "rollup ms", "raw ms", "speedup", "rows"],
+                    &[2, 3, 4, 5],
+                );
+                for x in &report.timings {
+                    t.add_row(vec![
+                        x.query.clone(),
+                        x.range.clone(),
+                        format!("{:.1}", x.rollup_ms),
+                        format!("{:.1}", x.raw_ms),
+                        format!("{:.1}x", x.speedup),
+                        x.rows.to_string(),
+                    ]);
+                }
+                println!(
+                    "{t}\n{} rows in ride_events; filled in {:.0} s",
+                    report.rows, report.fill_seconds
+                );
+            }
+            Ok(crate::exit::OK)
+        }
     }
+}
+
+fn print_aggregate(r: &bench::aggregate::Report) {
+    let mut t = output::table(&["measurement", "value"], &[1]);
+    let mut row = |k: &str, v: String| {
+        t.add_row(vec![k.to_string(), v]);
+    };
+    row(
+        "pure engine, events/s (1 core)",
+        format!("{:.0}", r.engine.events_per_sec),
+    );
+    if let Some(p) = r.produce_events_per_sec {
+        row("pre-load producer, events/s", format!("{p:.0}"));
+    }
+    if let Some(c) = &r.consume {
+        row(
+            "broker → engine (no outputs), events/s (wall)",
+            format!("{:.0}", c.events_per_sec),
+        );
+        row(
+            "broker → engine (no outputs), events per CPU-second",
+            format!("{:.0}", c.events_per_cpu_sec),
+        );
+    }
+    if let Some(b) = &r.bounded {
+        row("bounded run: events", b.events.to_string());
+        row(
+            "bounded run: events/s (wall)",
+            format!("{:.0}", b.events_per_sec),
+        );
+        row(
+            "bounded run: events per CPU-second",
+            format!("{:.0}", b.events_per_cpu_sec),
+        );
+        row(
+            "bounded run: peak RSS",
+            format!("{:.1} MiB", b.peak_rss_mib),
+        );
+    }
+    if let Some(f) = &r.freshness {
+        let s = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} s"));
+        row(
+            "freshness: rate",
+            format!("{:.0}/min for {} s", f.rate_per_min, f.seconds),
+        );
+        row("freshness: p50", s(f.p50_seconds));
+        row("freshness: p99", s(f.p99_seconds));
+        row("freshness: peak RSS", format!("{:.1} MiB", f.peak_rss_mib));
+        row("freshness: CPU (cores)", format!("{:.3}", f.cpu_share));
+    }
+    println!("{t}");
 }

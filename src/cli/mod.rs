@@ -1,6 +1,7 @@
 //! The command line: global options, one module per subcommand, and [`run`], which
 //! maps errors to exit codes (see [`crate::exit`]).
 
+mod aggregate_cmd;
 mod alerts_cmd;
 mod bench_cmd;
 mod config_cmd;
@@ -24,6 +25,7 @@ Examples:
   ridectl local up                      start Kafka and the ClickHouse endpoint
   ridectl topics create                 create or repair the topics in pipeline.yaml
   ridectl schema apply                  create the ClickHouse tables
+  ridectl aggregate                     run the windowed aggregation worker
   ridectl config show --profile prod    print the effective configuration
   ridectl generate --rate 50000/min     produce realistic ride traffic
   ridectl bench generate                the generator's maximum rate vs Kafka's own
@@ -84,6 +86,8 @@ pub enum Command {
     Schema(schema_cmd::SchemaArgs),
     /// Produce realistic ride traffic (lifecycles, driver locations, scenarios).
     Generate(generate_cmd::GenerateArgs),
+    /// Compute windowed per-city metrics (the aggregation worker).
+    Aggregate(aggregate_cmd::AggregateArgs),
     /// Write raw events from Kafka into ClickHouse, exactly once in effect.
     Ingest(ingest_cmd::IngestArgs),
     /// Run a named query from sql/queries/ (or ad-hoc SQL) and print a table.
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Topics(args) => block_on(topics_cmd::run(&cli.global, args)),
         Command::Schema(args) => block_on(schema_cmd::run(&cli.global, args)),
         Command::Generate(args) => block_on(generate_cmd::run(&cli.global, args)),
+        Command::Aggregate(args) => block_on(aggregate_cmd::run(&cli.global, args)),
         Command::Ingest(args) => block_on(ingest_cmd::run(&cli.global, args)),
         Command::Query(args) => block_on(query_cmd::run(&cli.global, args)),
         Command::Alerts(args) => block_on(alerts_cmd::run(&cli.global, args)),
