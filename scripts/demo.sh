@@ -1,13 +1,44 @@
 #!/usr/bin/env bash
 # The main job on the local stack: installs what is needed, starts Kafka and the
-# ClickHouse endpoint, provisions topics and tables, then runs the pipeline until
-# Ctrl-C, which stops everything this script started.
+# ClickHouse endpoint, provisions topics and tables, then runs the whole pipeline —
+# the generator at 50,000 events/min with a surge and a cancellation spike
+# scheduled, the aggregation worker, the ingest worker, alert evaluation (dry run:
+# PagerDuty events are printed to .ridectl/demo-logs/alerts.log) — and a live
+# `query city-stats` view, until Ctrl-C, which stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 RIDECTL=target/release/ridectl
+LOGS=.ridectl/demo-logs
+mkdir -p "$LOGS"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping the pipeline..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  $RIDECTL local down
+}
+trap cleanup INT TERM EXIT
 
 $RIDECTL local up
 $RIDECTL topics create
 $RIDECTL schema apply
-$RIDECTL local status
+
+start() { # name, then the ridectl arguments
+  local name=$1; shift
+  $RIDECTL "$@" >"$LOGS/$name.log" 2>&1 &
+  pids+=($!)
+  echo "started $name (pid $!, log $LOGS/$name.log)"
+}
+start ingest ingest
+start aggregate aggregate
+start generate generate --rate 50000/min --duration 24h \
+  --surge berlin:x2@2m+5m --cancel-spike prague:0.5@1m+7m
+start alerts alerts watch --every 30s --dry-run
+
+sleep 5
+# The live view runs in the foreground; Ctrl-C ends it and the trap stops the rest.
+$RIDECTL query city-stats --since 15m --watch 10s || true
