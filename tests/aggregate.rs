@@ -250,7 +250,7 @@ impl Drop for Guard {
 }
 
 fn spawn(config: &Path, args: &[&str]) -> Child {
-    Command::new(common::ridectl_bin())
+    common::ridectl_cmd()
         .arg("--config")
         .arg(config)
         .arg("--log")

@@ -297,7 +297,7 @@ impl Run {
 }
 
 async fn ridectl(config: &Path, args: &[&str], key: Option<&str>) -> Run {
-    let mut cmd = tokio::process::Command::new(common::ridectl_bin());
+    let mut cmd = tokio::process::Command::from(common::ridectl_cmd());
     cmd.arg("--config").arg(config).args(args);
     match key {
         Some(k) => cmd.env("PAGERDUTY_ROUTING_KEY", k),
@@ -713,7 +713,7 @@ async fn watch_pages_once_across_evaluations_and_stops_on_sigterm() {
     let config = config_for(&l, &dir);
     let pd = Receiver::start(&[]).await;
 
-    let mut child = tokio::process::Command::new(common::ridectl_bin())
+    let mut child = tokio::process::Command::from(common::ridectl_cmd())
         .arg("--config")
         .arg(&config)
         .args([

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use ridectl::kafka::topics::{self, Action};
@@ -88,7 +87,7 @@ async fn cli_topics_create_twice_and_describe_json() {
     let dir = std::env::temp_dir().join(common::unique("ridectl-cli"));
     let config = common::write_config(&l, &dir);
     let run = |args: &[&str]| {
-        Command::new(common::ridectl_bin())
+        common::ridectl_cmd()
             .arg("--config")
             .arg(&config)
             .args(args)
@@ -154,7 +153,7 @@ fn config_errors_exit_78_listing_every_problem_without_connecting() {
     .unwrap();
     let start = std::time::Instant::now();
     // `topics create` would connect; a config error must stop it first.
-    let out = Command::new(common::ridectl_bin())
+    let out = common::ridectl_cmd()
         .args(["--config"])
         .arg(&file)
         .args(["topics", "create"])

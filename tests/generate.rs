@@ -179,7 +179,7 @@ async fn delivered_counts_are_read_back_per_topic_and_rides_keep_their_partition
 }
 
 fn ridectl(config: &std::path::Path) -> Command {
-    let mut c = Command::new(common::ridectl_bin());
+    let mut c = common::ridectl_cmd();
     c.arg("--config").arg(config).env_remove("RIDECTL_PROFILE");
     c
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use ridectl::ingest::{self, IngestOptions};
@@ -115,7 +115,7 @@ async fn kill_9_in_the_middle_then_restart_is_exact() {
     let dir = std::env::temp_dir().join(common::unique("ingest-kill"));
     let config = common::write_config(&l, &dir);
     let spawn = || {
-        Command::new(common::ridectl_bin())
+        common::ridectl_cmd()
             .arg("--config")
             .arg(&config)
             .args(["ingest", "--bounded", "--from-beginning"])

@@ -19,6 +19,23 @@ pub fn ridectl_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ridectl"))
 }
 
+/// The `RIDECTL_*` variables that override single settings: a child `ridectl` given
+/// a config file written by [`write_config`] must not inherit them (the file already
+/// holds the resolved values, and a test may point a setting elsewhere on purpose).
+pub fn override_vars() -> impl Iterator<Item = &'static str> {
+    ridectl::config::ENV_OVERRIDES.iter().map(|(var, _)| *var)
+}
+
+/// A `ridectl` command without the [`override_vars`]: for config files written by
+/// [`write_config`], which hold every resolved value.
+pub fn ridectl_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new(ridectl_bin());
+    for v in override_vars() {
+        c.env_remove(v);
+    }
+    c
+}
+
 /// pipeline.yaml as the stack was started with (environment overrides apply).
 pub fn loaded() -> Loaded {
     config::load(&project_dir().join("pipeline.yaml"), None).expect("pipeline.yaml must be valid")
