@@ -454,6 +454,17 @@ impl Sink {
                     .await?;
                 rows.extend(part);
             }
+            // A window in the final range may also be in a later chunk.
+            rows.sort_by(|a, b| {
+                (a.window_start, &a.city, a.window_end).cmp(&(
+                    b.window_start,
+                    &b.city,
+                    b.window_end,
+                ))
+            });
+            rows.dedup_by(|a, b| {
+                (a.window_start, &a.city, a.window_end) == (b.window_start, &b.city, b.window_end)
+            });
             let table = &self.cfg.output_table;
             self.retry("writing metrics rows", || insert_metrics(ch, table, &rows))
                 .await?;

@@ -505,17 +505,8 @@ pub fn run(consumer: BaseConsumer<Ctx>) -> anyhow::Result<Ending> {
     let mut since_housekeeping = 0usize;
     loop {
         if shutdown.load(Ordering::Relaxed) {
-            let mut w = ctx.lock();
             tracing::info!("stopping: flushing and committing");
-            let flushed = w.flush(&consumer, false, Some(FLUSH_WAIT)).is_some();
-            w.closing = true;
-            drop(w);
-            consumer.unsubscribe();
-            return Ok(if flushed {
-                Ending::Stopped
-            } else {
-                Ending::StoppedUnflushed
-            });
+            return Ok(finish(ctx.lock(), &consumer, false, Ending::Stopped));
         }
         let timeout = next_trigger
             .saturating_duration_since(Instant::now())
@@ -570,35 +561,39 @@ pub fn run(consumer: BaseConsumer<Ctx>) -> anyhow::Result<Ending> {
         if bounded && w.bounded_done() {
             tracing::info!("bounded run: end offsets reached; finalizing every window");
             w.p.engine.close_all();
-            let ack = w.flush(&consumer, true, None);
-            w.closing = true;
-            drop(w);
-            consumer.unsubscribe();
-            return Ok(if ack.is_some() {
-                Ending::Bounded
-            } else {
-                Ending::StoppedUnflushed
-            });
+            return Ok(finish(w, &consumer, true, Ending::Bounded));
         }
         if bounded && triggered && w.p.engine.partitions().is_empty() {
-            // No partitions for this worker: done once every partition is closed.
-            // The trigger just sent (no partitions) reports the topic-wide horizon
-            // in its ack: done when every partition is closed and the group
-            // consumed up to the end offsets recorded at start.
+            // No partitions for this worker. The trigger just sent reports the
+            // topic-wide horizon in its ack: done when every partition is closed and
+            // the group consumed up to the end offsets recorded at start.
             let closed = w
                 .take_ack(&consumer, FLUSH_WAIT)
                 .is_some_and(|ack| sink::all_closed(ack.horizon));
             if closed && w.group_reached_ends(&consumer) {
-                let ack = w.flush(&consumer, true, None);
-                w.closing = true;
-                drop(w);
-                consumer.unsubscribe();
-                return Ok(if ack.is_some() {
-                    Ending::Bounded
-                } else {
-                    Ending::StoppedUnflushed
-                });
+                return Ok(finish(w, &consumer, true, Ending::Bounded));
             }
         }
+    }
+}
+
+/// The last flush and commit, then leaving the group. A bounded run (`bounded`:
+/// finalizer, no deadline) waits for the sink as long as it takes, a stop for at
+/// most [`FLUSH_WAIT`]; `StoppedUnflushed` when the sink did not confirm.
+fn finish(
+    mut w: MutexGuard<'_, Worker>,
+    consumer: &BaseConsumer<Ctx>,
+    bounded: bool,
+    done: Ending,
+) -> Ending {
+    let wait = (!bounded).then_some(FLUSH_WAIT);
+    let flushed = w.flush(consumer, bounded, wait).is_some();
+    w.closing = true;
+    drop(w);
+    consumer.unsubscribe();
+    if flushed {
+        done
+    } else {
+        Ending::StoppedUnflushed
     }
 }

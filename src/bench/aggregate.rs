@@ -317,14 +317,8 @@ async fn provision(l: &Loaded) -> anyhow::Result<()> {
 async fn cleanup(l: &Loaded) {
     let cfg = &l.config;
     if let Ok(admin) = kafka::admin(&cfg.kafka) {
-        let t = &cfg.topics;
-        let names = [
-            t.ride_events.name.as_str(),
-            t.driver_locations.name.as_str(),
-            t.aggregated.name.as_str(),
-            t.dead_letter.name.as_str(),
-            t.late_events.name.as_str(),
-        ];
+        let topics = cfg.topics.resolved();
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
         let _ = admin
             .delete_topics(&names, &rdkafka::admin::AdminOptions::new())
             .await;
