@@ -47,7 +47,7 @@ struct AggregateBenchCmd {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Fills ride_events in its own database (ridectl_bench) with --rows events of
-synthetic history (numbers()-based, deterministic, ending 2026-01-01), then times
+synthetic history (numbers()-based, deterministic, ending at the current hour), then times
 city-stats, rides-per-minute and cancellations over the last 1h, 24h and 30d
 against the same queries over the raw table (sql/bench/*-raw.sql). A second run
 reuses the data. Results belong in BENCHMARKS.md.")]
@@ -182,7 +182,15 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
                 output::print_json(&report)?;
             } else {
                 let mut t = output::table(
-                    &["query", "range", "rollup ms", "raw ms", "speedup", "rows"],
+                    &[
+                        "query",
+                        "range",
+                        "rollup ms",
+                        "raw ms",
+                        "speedup",
+                        "rows",
+                        "raw rows",
+                    ],
                     &[2, 3, 4, 5],
                 );
                 for x in &report.timings {
@@ -193,6 +201,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
                         format!("{:.1}", x.raw_ms),
                         format!("{:.1}x", x.speedup),
                         x.rows.to_string(),
+                        x.raw_rows.to_string(),
                     ]);
                 }
                 println!(
