@@ -191,7 +191,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
                         "rows",
                         "raw rows",
                     ],
-                    &[2, 3, 4, 5],
+                    &[2, 3, 4, 5, 6],
                 );
                 for x in &report.timings {
                     t.add_row(vec![
