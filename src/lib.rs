@@ -7,6 +7,8 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
+pub mod bench;
 pub mod cli;
 pub mod clickhouse;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The command line: global options, one module per subcommand, and [`run`], which
 //! maps errors to exit codes (see [`crate::exit`]).
 
+mod aggregate_cmd;
 mod config_cmd;
 mod ingest_cmd;
 mod local_cmd;
@@ -21,6 +22,7 @@ Examples:
   ridectl local up                      start Kafka and the ClickHouse endpoint
   ridectl topics create                 create or repair the topics in pipeline.yaml
   ridectl schema apply                  create the ClickHouse tables
+  ridectl aggregate                     run the windowed aggregation worker
   ridectl config show --profile prod    print the effective configuration
 
 Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
@@ -80,6 +82,8 @@ pub enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Run a named query from sql/queries/ (or ad-hoc SQL) and print a table.
     Query(query_cmd::QueryArgs),
+    /// Compute windowed per-city metrics (the aggregation worker).
+    Aggregate(aggregate_cmd::AggregateArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -93,6 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema(args) => block_on(schema_cmd::run(&cli.global, args)),
         Command::Ingest(args) => block_on(ingest_cmd::run(&cli.global, args)),
         Command::Query(args) => block_on(query_cmd::run(&cli.global, args)),
+        Command::Aggregate(args) => block_on(aggregate_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

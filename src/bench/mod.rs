@@ -1,0 +1,2 @@
+//! Benchmarks run against the real local stack (`ridectl bench ...`).
+pub mod synth;
