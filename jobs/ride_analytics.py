@@ -35,6 +35,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 
+from pyspark import SparkContext
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -490,34 +491,34 @@ def run_streaming(spark: SparkSession, a, sink: Sink) -> dict:
 # --------------------------------------------------------------------------- main
 
 
-def check_connector(spark: SparkSession) -> None:
-    """Fails at once, with the fix, when the Kafka connector jars are missing."""
-    jvm = spark.sparkContext._jvm
-    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-    try:
-        jvm.java.lang.Class.forName(KAFKA_PROVIDER, False, loader)
-    except Exception:  # py4j wraps ClassNotFoundException
+def check_connector() -> None:
+    """Fails at once, with the fix, when the Kafka connector jars are missing.
+
+    Runs in the JVM that spark-submit started (its class loader holds --jars),
+    before a SparkContext exists: seconds, not a whole Spark start-up.
+    """
+    SparkContext._ensure_initialized()
+    if not SparkContext._jvm.org.apache.spark.util.Utils.classIsLoadable(KAFKA_PROVIDER):
         log(
-            f"error: the Spark Kafka connector ({KAFKA_PROVIDER}) is not on the classpath. "
-            "Run scripts/setup.sh: it resolves spark-sql-kafka-0-10 and its dependencies "
+            f"error: the Spark Kafka connector ({KAFKA_PROVIDER}) is not on the classpath: "
+            "run scripts/setup.sh (it resolves spark-sql-kafka-0-10 and its dependencies "
             "from Maven Central into .ridectl/cache/spark-jars, which "
-            "`ridectl aggregate --engine spark` passes with --jars. Nothing is downloaded "
-            "when a job starts."
+            "`ridectl aggregate --engine spark` passes to spark-submit with --jars; "
+            "nothing is downloaded when a job starts)"
         )
-        spark.stop()
         sys.exit(EXIT_UNAVAILABLE)
 
 
 def main(argv) -> int:
     a = parse_args(argv)
     started = time.time()
+    check_connector()
     spark = (
         SparkSession.builder.appName(f"ridectl-aggregate {a.input_topic}")
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")
-    check_connector(spark)
     ch = ClickHouse(a.clickhouse_url, a.clickhouse_user, a.clickhouse_database,
                     a.clickhouse_timeout_s)
     sink = Sink(spark, a, ch)
