@@ -28,7 +28,6 @@ import base64
 import json
 import os
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -215,6 +214,7 @@ def window_metrics(events: DataFrame, window_ms: int, slide_ms: int, rsd: float)
         F.avg("estimated_fare").alias("avg_fare"),
         # Exact distinct counts are not supported on streams: HyperLogLog++.
         F.approx_count_distinct("user_id", rsd).alias("unique_riders"),
+        F.max("event_time").alias("max_event_time"),
     )
     return agg.select(
         F.unix_millis(F.col("window.start")).alias("window_start"),
@@ -228,6 +228,8 @@ def window_metrics(events: DataFrame, window_ms: int, slide_ms: int, rsd: float)
         F.col("unique_riders"),
         rate("cancellations").alias("cancellation_rate"),
         rate("completions").alias("completion_rate"),
+        # Not an output: the streaming sink follows the watermark with it.
+        F.unix_millis(F.col("max_event_time")).alias("max_event_time"),
     )
 
 
@@ -289,6 +291,9 @@ class Sink:
         "cancellations", "avg_fare", "unique_riders", "cancellation_rate", "completion_rate",
     ]
 
+    # Rows per Kafka write (each is a small Spark job over literal rows).
+    KAFKA_CHUNK = 500
+
     def __init__(self, spark: SparkSession, a, ch: ClickHouse):
         self.spark = spark
         self.a = a
@@ -333,16 +338,25 @@ class Sink:
         self.ch.post(
             f"INSERT INTO `{self.a.table}` FORMAT JSONEachRow", ("\n".join(lines) + "\n").encode()
         )
-        (
-            self.spark.createDataFrame(values, "key string, value string")
-            .write.format("kafka")
-            .options(**self.kafka)
-            .option("topic", self.a.output_topic)
-            .save()
-        )
+        for i in range(0, len(values), self.KAFKA_CHUNK):
+            (
+                literal_frame(self.spark, values[i : i + self.KAFKA_CHUNK])
+                .write.format("kafka")
+                .options(**self.kafka)
+                .option("topic", self.a.output_topic)
+                .save()
+            )
         self.rows_written += len(rows)
         if final:
             self.final_written += len(rows)
+
+
+def literal_frame(spark: SparkSession, pairs: list) -> DataFrame:
+    """A (key, value) DataFrame of the driver's strings, built from literals in the
+    JVM. spark.createDataFrame(list) would ship pickled rows through Python
+    workers on the executors; this job never needs Python there."""
+    rows = [F.struct(F.lit(k).alias("key"), F.lit(v).alias("value")) for k, v in pairs]
+    return spark.range(1).select(F.inline(F.array(*rows)))
 
 
 def collect_rows(df: DataFrame) -> list:
@@ -384,11 +398,15 @@ class StreamingSink:
     """foreachBatch of the streaming query.
 
     Update mode hands over the (window, city) rows that changed in the micro-batch,
-    with their whole aggregate. They are written with is_final = 0. A window is
-    final once the watermark passes its end (Spark then drops its state and never
-    emits it again): the last row written for each open window is kept here and
-    written once more with is_final = 1 when that happens. The rows still open in
-    ClickHouse are reloaded at start, so a restart finalizes them too.
+    each with its whole aggregate so far. A window is final once the watermark
+    passes its end: Spark then drops its state and never emits it again (later
+    events of it are late and dropped). So this sink follows the watermark itself:
+    after a batch, Spark's watermark is the highest event time seen minus the delay
+    (each row carries its window's highest event time); rows of windows ending at
+    or before it are written with is_final = 1, the others with is_final = 0 and
+    kept here, to be written once more as final when the watermark passes them.
+    The rows still open in ClickHouse are reloaded at start, so windows that were
+    open when a previous run stopped are finalized too.
     """
 
     def __init__(self, sink: Sink, a):
@@ -396,9 +414,10 @@ class StreamingSink:
         self.a = a
         self.query = None  # set once started: its progress carries the watermark
         self.open = {}  # (city, window_start, window_end) -> last row written
+        self.max_event_time = None  # epoch ms, over the batches of this run
+        self.counted_batches = set()
         self.consumed = 0
         self.accepted = 0
-        self.lock = threading.Lock()
 
     def load_open(self) -> None:
         cols = ", ".join(
@@ -406,50 +425,63 @@ class StreamingSink:
             for c in Sink.COLUMNS
         )
         text = self.sink.ch.post(
-            f"SELECT {cols} FROM `{self.a.table}` FINAL WHERE is_final = 0 FORMAT JSONEachRow"
+            f"SELECT {cols} FROM `{self.a.table}` FINAL WHERE is_final = 0 "
+            "FORMAT JSONEachRow SETTINGS output_format_json_quote_64bit_integers = 0"
         )
         for line in text.splitlines():
             r = json.loads(line)
-            for k in ("window_start", "window_end", "total_events", "requests", "completions",
-                      "cancellations", "unique_riders"):
-                r[k] = int(r[k])
             self.open[(r["city"], r["window_start"], r["window_end"])] = r
         if self.open:
             log(f"{len(self.open)} open windows reloaded from ClickHouse")
 
     def watermark_ms(self):
+        """The watermark Spark applies from the next batch on (None: not yet known):
+        ours from the event times seen, or the one of the query's last progress
+        (restored from the checkpoint after a restart), whichever is later."""
+        ours = None
+        if self.max_event_time is not None:
+            ours = self.max_event_time - self.a.watermark_ms
         p = self.query.lastProgress if self.query is not None else None
-        wm = ((p or {}).get("eventTime") or {}).get("watermark")
-        if not wm:
-            return None
-        d = datetime.strptime(wm, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-        return int(d.timestamp() * 1000)
+        text = ((p or {}).get("eventTime") or {}).get("watermark")
+        if text:
+            d = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+            reported = int(d.timestamp() * 1000)
+            ours = reported if ours is None else max(ours, reported)
+        return ours
 
-    def input_counts(self):
+    def count_input(self) -> None:
+        """Adds the observed input counts of the last finished batch (once)."""
         p = self.query.lastProgress if self.query is not None else None
-        m = ((p or {}).get("observedMetrics") or {}).get("input") or {}
-        return int(m.get("consumed") or 0), int(m.get("accepted") or 0)
+        if not p or p.get("batchId") in self.counted_batches:
+            return
+        self.counted_batches.add(p.get("batchId"))
+        m = (p.get("observedMetrics") or {}).get("input")
+        if m is None:
+            return
+        m = m.asDict() if hasattr(m, "asDict") else dict(m)
+        consumed, accepted = int(m.get("consumed") or 0), int(m.get("accepted") or 0)
+        if consumed > accepted:
+            log(f"{consumed - accepted} invalid events skipped (the native worker "
+                "dead-letters them)")
+        self.consumed += consumed
+        self.accepted += accepted
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        with self.lock:
-            rows = collect_rows(batch)
-            self.sink.write(rows, final=False)
-            for r in rows:
-                self.open[(r["city"], r["window_start"], r["window_end"])] = r
-            wm = self.watermark_ms()
-            finals = []
-            if wm is not None:
-                done = [k for k in self.open if k[2] <= wm]
-                finals = [self.open.pop(k) for k in done]
-                self.sink.write(finals, final=True)
-            # Observed metrics of the previous batch (the current one's come after).
-            consumed, accepted = self.input_counts()
-            if consumed > accepted:
-                log(f"{consumed - accepted} invalid events skipped in the previous batch")
-            self.consumed += consumed
-            self.accepted += accepted
-            if rows or finals:
-                log(f"batch {batch_id}: {len(rows)} windows updated, {len(finals)} final")
+        self.count_input()
+        rows = collect_rows(batch)
+        for r in rows:
+            t = r.pop("max_event_time")
+            if self.max_event_time is None or t > self.max_event_time:
+                self.max_event_time = t
+            self.open[(r["city"], r["window_start"], r["window_end"])] = r
+        wm = self.watermark_ms()
+        done = [k for k in self.open if wm is not None and k[2] <= wm]
+        finals = [self.open.pop(k) for k in done]
+        updates = [r for r in rows if (r["city"], r["window_start"], r["window_end"]) in self.open]
+        self.sink.write(updates, final=False)
+        self.sink.write(finals, final=True)
+        if updates or finals:
+            log(f"batch {batch_id}: {len(updates)} windows updated, {len(finals)} final")
 
 
 def run_streaming(spark: SparkSession, a, sink: Sink) -> dict:
@@ -484,6 +516,7 @@ def run_streaming(spark: SparkSession, a, sink: Sink) -> dict:
         query.awaitTermination()
     except KeyboardInterrupt:
         query.stop()
+    handler.count_input()
     return {"consumed": handler.consumed, "accepted": handler.accepted,
             "invalid": handler.consumed - handler.accepted}
 

@@ -107,12 +107,14 @@ fn run_with_limit(mut cmd: Command, limit: Duration, capture_stderr: bool) -> Ou
         .unwrap()
 }
 
-/// The JSON summary the command printed last on stdout.
+/// The JSON summary at the end of stdout: the native worker's (pretty-printed)
+/// or the Spark job's last line (spark-submit merges the Python driver's stderr,
+/// its log lines, into its stdout).
 fn summary(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "failed ({:?}): {text}", out.status);
-    let start = text.find('{').unwrap_or_else(|| panic!("no summary in {text}"));
-    serde_json::from_str(text[start..].trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let start = text.rfind("\n{").map_or(0, |i| i + 1);
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("no summary ({e}): {text}"))
 }
 
 /// Every message of a topic: (key, JSON value).
@@ -283,6 +285,129 @@ async fn spark_and_native_give_the_same_rows() {
         let fare = v["avg_fare"].as_f64().unwrap();
         assert!((fare - r.avg_fare).abs() <= 1e-12 * r.avg_fare, "{fare} vs {}", r.avg_fare);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls `sql` (a scalar) until it returns `want`, for at most `limit`, while
+/// `job` runs.
+async fn wait_for(
+    l: &Loaded,
+    job: &mut Job,
+    sql: &str,
+    want: &str,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = common::scalar(l, sql).await;
+        if got == want {
+            return;
+        }
+        if let Some(status) = job.0.try_wait().unwrap() {
+            panic!("the Spark job exited ({status}) with {sql} = {got:?} (want {want})");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: still {got:?} (want {want}) after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The streaming Spark job, in its own process group, SIGKILLed as a whole
+/// (spark-submit's JVM and its Python driver) when dropped: also when a test fails.
+struct Job(std::process::Child);
+
+impl Job {
+    fn start(config: &Path) -> Job {
+        use std::os::unix::process::CommandExt;
+        let child = ridectl(config, &["aggregate", "--engine", "spark"])
+            .process_group(0)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Job(child)
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        let _ = killpg(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_restart_from_the_checkpoint_loses_nothing() {
+    // Half the events, the job streams them and is killed (SIGKILL); the other half
+    // is produced while it is down; the restarted job resumes from its checkpoint.
+    // The rows must then equal the native worker's over all events, and every
+    // window the watermark passed must be final (some only after the restart).
+    const HALF: usize = 20_000;
+    let l = common::isolated("spark-restart");
+    common::provision(&l).await;
+    let s = spark_side(&l).await;
+    const HOUR: i64 = 3_600_000;
+    let start = (now_millis() / HOUR - 2) * HOUR;
+    // 4,000 events per minute: 10 minutes of event time, so windows become final.
+    let events: Vec<(String, Vec<u8>)> = Synth::new(SynthConfig::new(7, start, 4_000.0))
+        .take(2 * HALF)
+        .map(|e| (e.key, e.json.into_bytes()))
+        .collect();
+    let topic = &l.config.topics.ride_events.name;
+    let dir = std::env::temp_dir().join(common::unique("ridectl-spark-restart"));
+    let spark_cfg = common::write_config(&s, &dir.join("spark"));
+    let native_cfg = common::write_config(&l, &dir.join("native"));
+    let windows_per_event = l.config.aggregation.window.as_millis_i64()
+        / l.config.aggregation.slide.as_millis_i64();
+    let counted = "SELECT sum(total_events) FROM city_window_metrics FINAL";
+
+    common::produce(&l, topic, &events[..HALF]).await;
+    let mut job = Job::start(&spark_cfg);
+    let want = (HALF as i64 * windows_per_event).to_string();
+    wait_for(&s, &mut job, counted, &want, Duration::from_secs(240)).await;
+    drop(job); // SIGKILL
+
+    common::produce(&l, topic, &events[HALF..]).await;
+    let mut job = Job::start(&spark_cfg);
+    let want = (2 * HALF as i64 * windows_per_event).to_string();
+    wait_for(&s, &mut job, counted, &want, Duration::from_secs(240)).await;
+    // Finals of the windows the last batch's watermark passed come one trigger later.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    drop(job); // SIGKILL
+
+    summary(&run_with_limit(
+        ridectl(&native_cfg, &["aggregate", "--bounded", "--format", "json"]),
+        Duration::from_secs(120),
+        false,
+    ));
+    let native = metrics_rows(&l).await;
+    let mut streamed = metrics_rows(&s).await;
+    // Windows that ended at least the watermark delay before the last event are
+    // final in the stream; the native bounded run finalized every window.
+    let max_time: i64 = common::scalar(
+        &s,
+        "SELECT max(toUnixTimestamp64Milli(window_start)) FROM city_window_metrics",
+    )
+    .await
+    .parse()
+    .unwrap();
+    let open_from = max_time - l.config.aggregation.watermark.as_millis_i64();
+    for r in &mut streamed {
+        if r.window_end <= open_from {
+            assert_eq!(r.is_final, 1, "{} {} is not final", r.city, r.window_start);
+        }
+        r.is_final = 1;
+    }
+    assert!(streamed.iter().any(|r| r.window_end <= open_from));
+    let p = assert_parity(&native, &streamed, l.config.aggregation.spark_rsd);
+    eprintln!(
+        "restart: {} rows equal to the native worker's (unique_riders max relative error {:.4})",
+        p.rows, p.max_riders_rel
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
