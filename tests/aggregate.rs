@@ -57,6 +57,17 @@ ORDER BY city, window_start";
 fn test_config(tag: &str) -> Loaded {
     let mut l = common::isolated(tag);
     l.config.aggregation.trigger_interval = ridectl::units::HumanDuration::from_millis(250);
+    // A SIGKILLed worker stays in the group until its session times out: use the
+    // broker's minimum so restarts get their partitions quickly.
+    for (k, v) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "1000"),
+    ] {
+        l.config
+            .kafka
+            .consumer
+            .insert(k.into(), ridectl::config::PropValue(v.into()));
+    }
     l
 }
 
@@ -221,6 +232,20 @@ fn assert_same(actual: &[MetricsRow], expected: &[MetricsRow]) {
             "{key}"
         );
         assert_eq!(a.is_final, 1, "{key} is not final");
+    }
+}
+
+/// Kills a worker process when a test panics before waiting for it.
+struct Guard(u32);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0 as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
@@ -401,6 +426,7 @@ async fn kill_9_in_the_middle_then_restart_gives_the_same_final_rows() {
     let mut killed_mid_run = 0;
     for round in 0..3u64 {
         let mut child = spawn(&config, &["--bounded", "--format", "json"]);
+        let _guard = Guard(child.id());
         let before: u64 = c
             .query_raw("SELECT count() FROM city_window_partials")
             .fetch_one()
@@ -482,8 +508,10 @@ async fn two_workers_in_one_group_give_the_same_rows_as_one() {
     // rebalances and they share the partitions; the owner of partition 0 emits the
     // topic-wide finals.
     let a = spawn(&config, &["--format", "json"]);
+    let _ga = Guard(a.id());
     wait_positions(&l, 0, true, Duration::from_secs(60)).await;
     let b = spawn(&config, &["--format", "json"]);
+    let _gb = Guard(b.id());
     wait_positions(&l, n as i64, false, Duration::from_secs(120)).await;
     // Let the idle rule finalize what the watermark allows, then stop both.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -518,8 +546,49 @@ async fn sigterm_flushes_commits_and_exits_0_then_the_rest_is_resumed() {
     let (events, file) = dataset(5, 100_000, 2_000.0, &dir);
     produce(&l, &as_messages(&events)).await;
     let config = common::write_config(&l, &dir);
-    let child = spawn(&config, &["--format", "json"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = spawn(&config, &["--format", "json", "--metrics-addr", &addr]);
+    let _guard = Guard(child.id());
     wait_positions(&l, 1000, true, Duration::from_secs(60)).await;
+
+    // The Prometheus endpoint answers while the worker runs.
+    let scrape = move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = tokio::task::spawn_blocking(scrape.clone()).await.unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        if !text.contains("ridectl_aggregate_output_rows_total 0\n")
+            && text.contains("ridectl_aggregate_watermark_seconds")
+        {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no output reported:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for metric in [
+        "ridectl_aggregate_events_consumed_total",
+        "ridectl_aggregate_consumer_lag{partition=",
+        "ridectl_aggregate_watermark_delay_seconds",
+        "ridectl_aggregate_open_windows",
+        "ridectl_aggregate_dead_letters_total{reason=\"invalid_json\"}",
+        "ridectl_aggregate_output_latency_seconds_bucket",
+        "ridectl_aggregate_output_latency_quantile_seconds{quantile=\"0.99\"}",
+    ] {
+        assert!(text.contains(metric), "{metric} missing:\n{text}");
+    }
     let sent = Instant::now();
     sigterm(&child);
     let s = wait_summary(child, Duration::from_secs(15));
@@ -634,4 +703,86 @@ async fn bad_input_is_dead_lettered_late_events_are_routed_and_valid_ones_add_up
             .contains_key(ridectl::aggregate::dlq::WATERMARK_HEADER)
     );
     assert_same(&metrics_rows(&l).await, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recompute_from_the_beginning_or_a_timestamp_rebuilds_the_windows() {
+    let l = test_config("agg-recompute");
+    common::provision(&l).await;
+    let dir = std::env::temp_dir().join(common::unique("agg-recompute"));
+    let (events, file) = dataset(11, 30_000, 3_000.0, &dir);
+    let mut msgs = as_messages(&events);
+    msgs.insert(1000, (None, b"not json".to_vec()));
+    produce(&l, &msgs).await;
+    let config = common::write_config(&l, &dir);
+    let s = run_bounded(&config);
+    assert_eq!(s.dead_letters.values().sum::<u64>(), 1);
+    let expected = oracle(&l, &file).await;
+    assert_same(&metrics_rows(&l).await, &expected);
+
+    // Corrupt the outputs: drop every metrics row and plant a wrong partial.
+    let c = ch(&l);
+    c.query_raw("TRUNCATE TABLE city_window_metrics")
+        .execute()
+        .await
+        .unwrap();
+    let w = &expected[expected.len() / 2];
+    c.query_raw(
+        "INSERT INTO city_window_partials (city, window_start, window_end, partition, \
+         total_events, requests, accepted, started, completions, cancellations, fare_sum, \
+         fare_count, version) VALUES ({city:String}, fromUnixTimestamp64Milli({s:Int64}), \
+         fromUnixTimestamp64Milli({e:Int64}), 0, 999999, 0, 0, 0, 0, 0, 0, 1, 1099511627775)",
+    )
+    .param("city", w.city.as_str())
+    .param("s", w.window_start)
+    .param("e", w.window_end)
+    .execute()
+    .await
+    .unwrap();
+
+    // A bounded run on a closed group changes nothing; a recompute rebuilds it all.
+    let s = wait_summary(
+        spawn(
+            &config,
+            &["--bounded", "--from-beginning", "--format", "json"],
+        ),
+        Duration::from_secs(300),
+    );
+    assert_eq!(s.consumed, 30_001);
+    assert!(
+        s.dead_letters.is_empty(),
+        "history is not dead-lettered twice: {s:?}"
+    );
+    assert_same(&metrics_rows(&l).await, &expected);
+    assert_eq!(read_topic(&l, &l.config.topics.dead_letter.name).len(), 1);
+
+    // From a timestamp: only the windows starting at or after it are re-emitted.
+    c.query_raw("TRUNCATE TABLE city_window_metrics")
+        .execute()
+        .await
+        .unwrap();
+    let from = expected[expected.len() / 3].window_start + 30_000;
+    let slide = l.config.aggregation.slide.as_millis_i64();
+    let first = (from / slide + 1) * slide;
+    let s = wait_summary(
+        spawn(
+            &config,
+            &[
+                "--bounded",
+                "--from",
+                &ridectl::time::format_millis(from),
+                "--format",
+                "json",
+            ],
+        ),
+        Duration::from_secs(300),
+    );
+    assert_eq!(s.ending, "bounded");
+    let tail: Vec<MetricsRow> = expected
+        .iter()
+        .filter(|r| r.window_start >= first)
+        .cloned()
+        .collect();
+    assert!(tail.len() < expected.len() && !tail.is_empty());
+    assert_same(&metrics_rows(&l).await, &tail);
 }

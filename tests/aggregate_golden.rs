@@ -176,12 +176,12 @@ fn run_script(path: &Path) -> Vec<String> {
             triggers += 1;
             let t = engine.trigger(now);
             // Sink steps 1-3: riders, partials (highest version wins), progress.
-            for r in &t.riders {
+            for r in t.riders.iter() {
                 model
                     .riders
                     .entry((r.city.to_string(), r.window_start, r.window_end))
                     .or_default()
-                    .insert(r.user_id.clone());
+                    .insert(r.user_id.to_string());
             }
             for p in &t.partials {
                 let key = (

@@ -9,6 +9,8 @@
 -- windows that just became final for the whole topic; empty when from = to).
 -- {horizon:Int64}: every partition of the topic has finalized the windows ending at
 -- or before it, so those rows are final.
+-- {min_start:Int64}, {max_start:Int64}: bounds of every selected window start (they
+-- let ClickHouse skip partitions and granules).
 SELECT
     toUnixTimestamp64Milli(p.window_start) AS window_start,
     toUnixTimestamp64Milli(p.window_end) AS window_end,
@@ -36,20 +38,24 @@ FROM
         sum(fare_sum) AS fare_sum,
         sum(fare_count) AS fare_count
     FROM city_window_partials FINAL
-    WHERE (city, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end))
-            IN (SELECT arrayJoin(arrayZip({cities:Array(String)}, {starts:Array(Int64)}, {ends:Array(Int64)})))
-       OR (toUnixTimestamp64Milli(window_end) > {final_from:Int64}
-           AND toUnixTimestamp64Milli(window_end) <= {final_to:Int64})
+    WHERE window_start >= fromUnixTimestamp64Milli({min_start:Int64}, 'UTC')
+      AND window_start <= fromUnixTimestamp64Milli({max_start:Int64}, 'UTC')
+      AND ((city, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end))
+              IN (SELECT arrayJoin(arrayZip({cities:Array(String)}, {starts:Array(Int64)}, {ends:Array(Int64)})))
+           OR (toUnixTimestamp64Milli(window_end) > {final_from:Int64}
+               AND toUnixTimestamp64Milli(window_end) <= {final_to:Int64}))
     GROUP BY city, window_start, window_end
 ) AS p
 LEFT JOIN
 (
     SELECT city, window_start, window_end, uniqExact(user_id) AS unique_riders
     FROM city_window_riders
-    WHERE (city, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end))
-            IN (SELECT arrayJoin(arrayZip({cities:Array(String)}, {starts:Array(Int64)}, {ends:Array(Int64)})))
-       OR (toUnixTimestamp64Milli(window_end) > {final_from:Int64}
-           AND toUnixTimestamp64Milli(window_end) <= {final_to:Int64})
+    WHERE window_start >= fromUnixTimestamp64Milli({min_start:Int64}, 'UTC')
+      AND window_start <= fromUnixTimestamp64Milli({max_start:Int64}, 'UTC')
+      AND ((city, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end))
+              IN (SELECT arrayJoin(arrayZip({cities:Array(String)}, {starts:Array(Int64)}, {ends:Array(Int64)})))
+           OR (toUnixTimestamp64Milli(window_end) > {final_from:Int64}
+               AND toUnixTimestamp64Milli(window_end) <= {final_to:Int64}))
     GROUP BY city, window_start, window_end
 ) AS r
 USING (city, window_start, window_end)

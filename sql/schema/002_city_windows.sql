@@ -4,7 +4,8 @@
 -- mergeable partials; the metrics rows are computed in ClickHouse from the partials
 -- of every partition, so one worker or N workers in a group give the same rows, and
 -- a replay after a crash rewrites the same partials (ReplacingMergeTree) and the
--- same rider pairs (set semantics). Read with FINAL.
+-- same rider pairs (set semantics). Read with FINAL. Partials and rider pairs are
+-- kept 8 days (input retention + 1 day): everything a recompute can replay.
 
 -- Per-partition partial aggregates, rewritten whenever they change. `version` is
 -- (recompute epoch << 40 | next Kafka offset): it grows with the content.
@@ -28,7 +29,7 @@ CREATE TABLE IF NOT EXISTS city_window_partials
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (city, window_start, window_end, partition)
-TTL toDateTime(window_end) + INTERVAL 30 DAY;
+TTL toDateTime(window_end) + INTERVAL 8 DAY;
 
 -- One row per (window, city, rider) as first seen by a partition's state. A replay
 -- may write a pair twice; uniqExact(user_id) is exact regardless.
@@ -42,12 +43,14 @@ CREATE TABLE IF NOT EXISTS city_window_riders
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(window_start)
 ORDER BY (city, window_start, window_end, user_id)
-TTL toDateTime(window_end) + INTERVAL 30 DAY;
+TTL toDateTime(window_end) + INTERVAL 8 DAY;
 
 -- Progress of each partition of the input topic per consumer group: windows ending
--- at or before finalized_until (epoch ms) are final for the partition; offsets below
--- position were fully processed. finalized_until = 9223372036854775807: closed by a
--- bounded run. Partition -1 records the horizon up to which final rows were emitted.
+-- at or before finalized_until (epoch ms) are final for the partition
+-- (9223372036854775807: closed by a bounded run); offsets below position were
+-- processed in this recompute epoch, offsets below effects_until had their dead
+-- letters and late events produced. Partition -1 records the horizon up to which
+-- final rows were emitted.
 CREATE TABLE IF NOT EXISTS aggregate_progress
 (
     group_id         String,
@@ -55,6 +58,7 @@ CREATE TABLE IF NOT EXISTS aggregate_progress
     partition        Int32,
     finalized_until  Int64,
     position         Int64,
+    effects_until    Int64,
     epoch            UInt32,
     max_event_time   Int64,
     updated_at       DateTime64(6, 'UTC') DEFAULT now64(6)

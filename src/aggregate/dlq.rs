@@ -119,11 +119,6 @@ impl DeadLetters {
         }
         send_blocking(&self.producer, record)
     }
-
-    /// Re-sends a message whose delivery failed (from its delivery result).
-    pub fn resend(&self, msg: &OwnedMessage) -> DeliveryFuture {
-        resend(&self.producer, msg)
-    }
 }
 
 /// Enqueues a record, sleeping briefly while librdkafka's queue is full.

@@ -121,21 +121,54 @@ pub struct PartialRow {
     pub fare_sum: f64,
     /// Number of fares summed.
     pub fare_count: u64,
-    /// Replacement version: `epoch << 40 | next offset`; grows with the content.
+    /// Replacement version: `epoch << 40 | next offset`; grows with the content
+    /// within an epoch, and a recompute's epoch replaces everything before it.
     pub version: u64,
 }
 
 /// A rider seen for the first time in a (partition, city, window).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RiderRow {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RiderRow<'a> {
     /// City name.
-    pub city: Arc<str>,
+    pub city: &'a str,
     /// Window start, epoch ms.
     pub window_start: EpochMillis,
     /// Window end, epoch ms.
     pub window_end: EpochMillis,
     /// The rider.
-    pub user_id: String,
+    pub user_id: &'a str,
+}
+
+/// The riders of a trigger, compactly: user ids in one arena, 24 bytes per row
+/// (a backfill trigger can carry a million of them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RiderRows {
+    cities: Vec<Arc<str>>,
+    arena: String,
+    rows: Vec<PendingRider>,
+    window_len: i64,
+}
+
+impl RiderRows {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows.
+    pub fn iter(&self) -> impl Iterator<Item = RiderRow<'_>> {
+        self.rows.iter().map(|r| RiderRow {
+            city: &self.cities[r.city as usize],
+            window_start: r.start,
+            window_end: r.start + self.window_len,
+            user_id: &self.arena[r.at as usize..(r.at + r.len) as usize],
+        })
+    }
 }
 
 /// A partition's progress, persisted every trigger.
@@ -145,8 +178,13 @@ pub struct Progress {
     pub partition: i32,
     /// Every window of this partition ending at or before this is final.
     pub finalized_until: EpochMillis,
-    /// Offsets below this were fully processed (side effects included).
+    /// Offsets below this were processed in this epoch: after a restart, the horizon
+    /// is held until the replay reaches it (the rebuilt state is then exactly the
+    /// state that was recorded).
     pub position: i64,
+    /// Offsets below this had their dead letters and late events produced (kept
+    /// across recomputes, so history is not dead-lettered twice).
+    pub effects_until: i64,
     /// Recompute generation (bumped by `--from`/`--from-beginning`).
     pub epoch: u32,
     /// Highest event time seen in the partition (`i64::MIN`: none).
@@ -157,7 +195,7 @@ pub struct Progress {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TriggerOutput {
     /// Riders first seen since the previous trigger.
-    pub riders: Vec<RiderRow>,
+    pub riders: RiderRows,
     /// Partials that changed since the previous trigger (final ones included).
     pub partials: Vec<PartialRow>,
     /// Progress of every owned partition.
@@ -210,7 +248,8 @@ struct WindowState {
     dirty: bool,
 }
 
-/// A rider to write: indexes into the partition's string arena.
+/// A rider to write: indexes into a string arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PendingRider {
     city: u32,
     start: EpochMillis,
@@ -222,8 +261,10 @@ struct PartitionState {
     windows: BTreeMap<(EpochMillis, u32), WindowState>,
     max_event_time: Option<EpochMillis>,
     finalized_until: EpochMillis,
-    /// Offsets below this were processed before (recorded progress).
+    /// Offsets below this had their side effects produced before.
     replay_until: i64,
+    /// The horizon does not move while the position is below this.
+    hold_until: i64,
     epoch: u32,
     /// Next offset to process, once known.
     position: Option<i64>,
@@ -239,8 +280,10 @@ struct PartitionState {
 pub struct Resume {
     /// Windows ending at or before this are final (`i64::MIN`: none).
     pub finalized_until: EpochMillis,
-    /// Offsets below this were fully processed.
+    /// Offsets below this were processed in this epoch (see [`Progress::position`]).
     pub position: i64,
+    /// Offsets below this had their side effects produced.
+    pub effects_until: i64,
     /// Recompute generation.
     pub epoch: u32,
 }
@@ -250,6 +293,7 @@ impl Default for Resume {
         Resume {
             finalized_until: i64::MIN,
             position: 0,
+            effects_until: 0,
             epoch: 0,
         }
     }
@@ -301,11 +345,6 @@ impl Engine {
         }
     }
 
-    /// The settings.
-    pub fn config(&self) -> EngineConfig {
-        self.cfg
-    }
-
     /// Takes ownership of a partition, resuming from its recorded progress.
     /// `start` is the offset consumption starts from, when known; `now` the wall clock.
     pub fn assign(&mut self, partition: i32, resume: Resume, start: Option<i64>, now: EpochMillis) {
@@ -315,7 +354,8 @@ impl Engine {
                 windows: BTreeMap::new(),
                 max_event_time: None,
                 finalized_until: resume.finalized_until,
-                replay_until: resume.position,
+                replay_until: resume.effects_until.max(resume.position),
+                hold_until: resume.position,
                 epoch: resume.epoch,
                 position: start,
                 eof_at: None,
@@ -516,13 +556,6 @@ impl Engine {
             && now - p.last_activity >= self.cfg.idle_timeout
     }
 
-    /// Whether a partition is idle at `now` (caught up and quiet for the timeout).
-    pub fn partition_idle(&self, partition: i32, now: EpochMillis) -> bool {
-        self.partitions
-            .get(&partition)
-            .is_some_and(|p| self.is_idle(p, now))
-    }
-
     /// Marks every owned partition closed: all its windows become final at the next
     /// trigger (bounded runs, after consuming to the end offsets).
     pub fn close_all(&mut self) {
@@ -542,26 +575,28 @@ impl Engine {
             ..TriggerOutput::default()
         };
         let names = &self.cities.names;
+        out.riders.cities = names.clone();
+        out.riders.window_len = w.len;
         for (&partition, p) in self.partitions.iter_mut() {
             // While replaying what was processed before, the horizon stays where it
             // was recorded: the rebuilt state is exactly the state at that position.
             let replaying = p
                 .position
-                .map_or(p.replay_until > 0, |pos| pos < p.replay_until);
+                .map_or(p.hold_until > 0, |pos| pos < p.hold_until);
             if let (Some(wm), false) = (wm, replaying) {
                 p.finalized_until = p.finalized_until.max(wm);
             }
             let horizon = p.finalized_until;
             let position = p.position.unwrap_or(0);
             let version = (u64::from(p.epoch) << 40) | position.max(0) as u64;
-            for r in p.new_riders.drain(..) {
-                out.riders.push(RiderRow {
-                    city: names[r.city as usize].clone(),
-                    window_start: r.start,
-                    window_end: r.start + w.len,
-                    user_id: p.arena[r.at as usize..(r.at + r.len) as usize].to_string(),
-                });
-            }
+            let shift = out.riders.arena.len() as u32;
+            out.riders.arena.push_str(&p.arena);
+            out.riders
+                .rows
+                .extend(p.new_riders.drain(..).map(|r| PendingRider {
+                    at: r.at + shift,
+                    ..r
+                }));
             p.arena.clear();
             // Windows with end <= horizon are final: split them off and drop them.
             let open = match horizon.checked_sub(w.len) {
@@ -592,22 +627,15 @@ impl Engine {
             }
             if p.position.is_some() {
                 out.commits.push((partition, commit));
-                out.progress.push(Progress {
-                    partition,
-                    finalized_until: horizon,
-                    position: position.max(p.replay_until),
-                    epoch: p.epoch,
-                    max_event_time: p.max_event_time.unwrap_or(i64::MIN),
-                });
-            } else {
-                out.progress.push(Progress {
-                    partition,
-                    finalized_until: horizon,
-                    position: p.replay_until,
-                    epoch: p.epoch,
-                    max_event_time: p.max_event_time.unwrap_or(i64::MIN),
-                });
             }
+            out.progress.push(Progress {
+                partition,
+                finalized_until: horizon,
+                position: p.position.unwrap_or(0).max(p.hold_until),
+                effects_until: p.position.unwrap_or(0).max(p.replay_until),
+                epoch: p.epoch,
+                max_event_time: p.max_event_time.unwrap_or(i64::MIN),
+            });
         }
         out
     }
@@ -692,7 +720,11 @@ mod tests {
         e.ingest(0, 5, &ev("started", "oslo", "u3", T0 + 2000, 1.0), now);
         let out = e.trigger(now);
         assert_eq!(out.riders.len(), 5);
-        assert!(out.riders.iter().all(|r| r.user_id == "u3"));
+        assert!(
+            out.riders
+                .iter()
+                .all(|r| r.user_id == "u3" && r.city == "oslo")
+        );
     }
 
     #[test]
@@ -829,6 +861,7 @@ mod tests {
             Resume {
                 finalized_until: progress.finalized_until,
                 position: progress.position,
+                effects_until: progress.effects_until,
                 epoch: 0,
             },
             Some(commit),

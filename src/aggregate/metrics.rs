@@ -139,27 +139,31 @@ impl Metrics {
         let s = self.snapshot();
         let now = now_millis();
         let mut out = String::with_capacity(4096);
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(out, "# HELP ridectl_aggregate_{name} {help}");
-            let _ = writeln!(out, "# TYPE ridectl_aggregate_{name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "ridectl_aggregate_{name}{labels} {v}");
-            }
-        };
+        let metric =
+            |out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+                let _ = writeln!(out, "# HELP ridectl_aggregate_{name} {help}");
+                let _ = writeln!(out, "# TYPE ridectl_aggregate_{name} {kind}");
+                for (labels, v) in samples {
+                    let _ = writeln!(out, "ridectl_aggregate_{name}{labels} {v}");
+                }
+            };
         let one = |v: f64| vec![(String::new(), v)];
         metric(
+            &mut out,
             "events_consumed_total",
             "counter",
             "Messages consumed from the input topic.",
             &one(s.stats.consumed as f64),
         );
         metric(
+            &mut out,
             "events_accepted_total",
             "counter",
             "Events counted in at least one window.",
             &one(s.stats.accepted as f64),
         );
         metric(
+            &mut out,
             "events_replayed_total",
             "counter",
             "Messages replayed after a restart or rebalance that were already fully processed.",
@@ -172,6 +176,7 @@ impl Metrics {
             .map(|(c, n)| (format!("{{city=\"{}\"}}", escape(c)), *n as f64))
             .collect();
         metric(
+            &mut out,
             "late_events_total",
             "counter",
             "Events whose windows were all final, per city (sent to the late topic).",
@@ -185,6 +190,7 @@ impl Metrics {
             })
             .collect();
         metric(
+            &mut out,
             "dead_letters_total",
             "counter",
             "Messages sent to the dead-letter topic, per reason.",
@@ -196,6 +202,7 @@ impl Metrics {
             .map(|(p, l)| (format!("{{partition=\"{p}\"}}"), *l as f64))
             .collect();
         metric(
+            &mut out,
             "consumer_lag",
             "gauge",
             "Messages behind the high watermark, per owned partition.",
@@ -203,12 +210,14 @@ impl Metrics {
         );
         if let Some(wm) = s.watermark {
             metric(
+                &mut out,
                 "watermark_seconds",
                 "gauge",
                 "The worker's event-time watermark (Unix seconds).",
                 &one(wm as f64 / 1000.0),
             );
             metric(
+                &mut out,
                 "watermark_delay_seconds",
                 "gauge",
                 "How far the watermark is behind the wall clock.",
@@ -216,24 +225,28 @@ impl Metrics {
             );
         }
         metric(
+            &mut out,
             "open_windows",
             "gauge",
             "(partition, city, window) states held in memory.",
             &one(s.open_windows as f64),
         );
         metric(
+            &mut out,
             "output_rows_total",
             "counter",
             "Metrics rows written (updates and finals).",
             &one(self.output_rows.load(Ordering::Relaxed) as f64),
         );
         metric(
+            &mut out,
             "final_rows_total",
             "counter",
             "Final metrics rows written.",
             &one(self.final_rows.load(Ordering::Relaxed) as f64),
         );
         metric(
+            &mut out,
             "sink_retries_total",
             "counter",
             "Failed ClickHouse/Kafka output attempts that were retried.",
@@ -260,6 +273,20 @@ impl Metrics {
             h.count,
             h.sum_ms / 1000.0,
             h.count
+        );
+        let quantiles: Vec<_> = [0.5, 0.99]
+            .iter()
+            .filter_map(|q| {
+                let v = h.quantile_ms(*q)?;
+                Some((format!("{{quantile=\"{q}\"}}"), v as f64 / 1000.0))
+            })
+            .collect();
+        metric(
+            &mut out,
+            "output_latency_quantile_seconds",
+            "gauge",
+            "Output latency quantiles since start (10 ms resolution).",
+            &quantiles,
         );
         out
     }

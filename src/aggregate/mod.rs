@@ -241,7 +241,9 @@ async fn reset_for_recompute(
             Progress {
                 partition: *p,
                 finalized_until: horizon,
-                position: r.position,
+                // Nothing processed in the new epoch; side effects stay done.
+                position: 0,
+                effects_until: r.effects_until.max(r.position),
                 epoch: r.epoch + 1,
                 max_event_time: i64::MIN,
             }
@@ -251,6 +253,7 @@ async fn reset_for_recompute(
         partition: sink::EMITTED_PARTITION,
         finalized_until: horizon,
         position: 0,
+        effects_until: 0,
         epoch: 0,
         max_event_time: i64::MIN,
     });
@@ -359,6 +362,7 @@ pub async fn run(
             topic: topic.clone(),
             output_topic: cfg.topics.aggregated.name.clone(),
             output_table: a.output_table.clone(),
+            window_len: a.window.as_millis_i64(),
         },
         metrics.clone(),
         stop_sink.clone(),
@@ -395,12 +399,11 @@ pub async fn run(
     let consumer: BaseConsumer<source::Ctx> = consumer_config(cfg)
         .create_with_context(ctx)
         .context("cannot create the Kafka consumer")?;
-    let trigger = a.trigger_interval.get();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("aggregate-consumer".into())
         .spawn(move || {
-            let _ = done_tx.send(source::run(consumer, trigger));
+            let _ = done_tx.send(source::run(consumer));
         })
         .context("cannot start the consumer thread")?;
 

@@ -24,7 +24,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
 use super::dlq;
-use super::engine::{CLOSED, PartialRow, Progress, Resume, RiderRow, TriggerOutput};
+use super::engine::{CLOSED, PartialRow, Progress, Resume, RiderRows, TriggerOutput};
 use super::metrics::Metrics;
 use crate::time::{EpochMillis, format_millis, now_millis};
 
@@ -58,6 +58,8 @@ pub struct SinkConfig {
     pub output_topic: String,
     /// ClickHouse table of the metrics rows.
     pub output_table: String,
+    /// Window length, ms (bounds the window starts a merge reads).
+    pub window_len: i64,
 }
 
 /// One trigger's worth of work for the sink.
@@ -139,6 +141,7 @@ struct ProgressCh<'a> {
     partition: i32,
     finalized_until: i64,
     position: i64,
+    effects_until: i64,
     epoch: u32,
     max_event_time: i64,
 }
@@ -148,6 +151,7 @@ struct ProgressRead {
     partition: i32,
     finalized_until: i64,
     position: i64,
+    effects_until: i64,
     epoch: u32,
 }
 
@@ -260,6 +264,7 @@ pub async fn read_progress(
             Resume {
                 finalized_until: r.finalized_until,
                 position: r.position,
+                effects_until: r.effects_until,
                 epoch: r.epoch,
             },
         );
@@ -286,6 +291,7 @@ pub async fn write_progress(
                 partition: r.partition,
                 finalized_until: r.finalized_until,
                 position: r.position,
+                effects_until: r.effects_until,
                 epoch: r.epoch,
                 max_event_time: r.max_event_time,
             })
@@ -326,8 +332,6 @@ pub struct Sink {
     cfg: SinkConfig,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-    /// Horizon up to which final rows were emitted (read once, then tracked).
-    emitted: Option<EpochMillis>,
 }
 
 /// The retry loop gave up because the worker is stopping.
@@ -357,7 +361,6 @@ impl Sink {
             cfg,
             metrics,
             stop,
-            emitted: None,
         }
     }
 
@@ -396,6 +399,7 @@ impl Sink {
             finalize,
             topic_partitions,
         } = batch;
+        let t0 = std::time::Instant::now();
         self.await_deliveries(side_effects).await?;
         let ch = &self.ch;
         self.retry("writing rider rows", || insert_riders(ch, &output.riders))
@@ -413,19 +417,13 @@ impl Sink {
             })
             .await?;
         let (final_from, final_to) = if finalize {
-            let emitted = match self.emitted {
-                Some(e) => e,
-                None => {
-                    let e = self
-                        .retry("reading the emitted horizon", || async {
-                            let p = read_progress(ch, group, topic, &[EMITTED_PARTITION]).await?;
-                            Ok(p[&EMITTED_PARTITION].finalized_until)
-                        })
-                        .await?;
-                    self.emitted = Some(e);
-                    e
-                }
-            };
+            // Read every time: the finalizer role moves with partition 0.
+            let emitted = self
+                .retry("reading the emitted horizon", || async {
+                    let p = read_progress(ch, group, topic, &[EMITTED_PARTITION]).await?;
+                    Ok(p[&EMITTED_PARTITION].finalized_until)
+                })
+                .await?;
             if horizon > emitted {
                 (emitted, horizon)
             } else {
@@ -442,19 +440,31 @@ impl Sink {
             if chunks.is_empty() {
                 chunks.push(&[]);
             }
+            let len = self.cfg.window_len;
             for (i, chunk) in chunks.into_iter().enumerate() {
-                let (from, to) = if i == 0 {
+                let range = if i == 0 {
                     (final_from, final_to)
                 } else {
                     (0, 0)
                 };
                 let part = self
                     .retry("computing merged rows", || {
-                        merge(ch, chunk, from, to, horizon)
+                        merge(ch, chunk, range, horizon, len)
                     })
                     .await?;
                 rows.extend(part);
             }
+            // A window in the final range may also be in a later chunk.
+            rows.sort_by(|a, b| {
+                (a.window_start, &a.city, a.window_end).cmp(&(
+                    b.window_start,
+                    &b.city,
+                    b.window_end,
+                ))
+            });
+            rows.dedup_by(|a, b| {
+                (a.window_start, &a.city, a.window_end) == (b.window_start, &b.city, b.window_end)
+            });
             let table = &self.cfg.output_table;
             self.retry("writing metrics rows", || insert_metrics(ch, table, &rows))
                 .await?;
@@ -465,6 +475,7 @@ impl Sink {
                 partition: EMITTED_PARTITION,
                 finalized_until: final_to,
                 position: 0,
+                effects_until: 0,
                 epoch: 0,
                 max_event_time: i64::MIN,
             };
@@ -472,9 +483,16 @@ impl Sink {
                 write_progress(ch, group, topic, std::slice::from_ref(&row))
             })
             .await?;
-            self.emitted = Some(final_to);
         }
         let finals = rows.iter().filter(|r| r.is_final == 1).count();
+        tracing::debug!(
+            riders = output.riders.len(),
+            partials = output.partials.len(),
+            rows = rows.len(),
+            finals,
+            "trigger durable in {:?}",
+            t0.elapsed()
+        );
         self.metrics
             .output_rows
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
@@ -561,18 +579,18 @@ fn msg_topic(m: &rdkafka::message::OwnedMessage) -> String {
     m.topic().to_string()
 }
 
-async fn insert_riders(ch: &Client, rows: &[RiderRow]) -> anyhow::Result<()> {
+async fn insert_riders(ch: &Client, rows: &RiderRows) -> anyhow::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let mut insert = ch.insert::<RiderCh<'_>>(RIDERS_TABLE).await?;
-    for r in rows {
+    for r in rows.iter() {
         insert
             .write(&RiderCh {
-                city: &r.city,
+                city: r.city,
                 window_start: r.window_start,
                 window_end: r.window_end,
-                user_id: &r.user_id,
+                user_id: r.user_id,
             })
             .await?;
     }
@@ -607,14 +625,27 @@ async fn insert_metrics(ch: &Client, table: &str, rows: &[MetricsRow]) -> anyhow
 async fn merge(
     ch: &Client,
     windows: &[(Arc<str>, EpochMillis, EpochMillis)],
-    final_from: EpochMillis,
-    final_to: EpochMillis,
+    (final_from, final_to): (EpochMillis, EpochMillis),
     horizon: EpochMillis,
+    window_len: i64,
 ) -> anyhow::Result<Vec<MetricsRow>> {
     let cities: Vec<&str> = windows.iter().map(|w| &*w.0).collect();
     let starts: Vec<i64> = windows.iter().map(|w| w.1).collect();
     let ends: Vec<i64> = windows.iter().map(|w| w.2).collect();
+    // Bounds of every selected window start: the changed ones, and the windows
+    // ending in (from, to], i.e. starting in (from − len, to − len].
+    let (mut min_start, mut max_start) = (
+        starts.iter().copied().min().unwrap_or(i64::MAX),
+        starts.iter().copied().max().unwrap_or(i64::MIN),
+    );
+    if final_to > final_from {
+        min_start = min_start.min(final_from.saturating_sub(window_len).saturating_add(1));
+        max_start = max_start.max(final_to.saturating_sub(window_len));
+    }
+    let to_param = |ms: i64| ms.clamp(0, 4_102_444_800_000);
     ch.query_raw(MERGE_SQL)
+        .param("min_start", to_param(min_start))
+        .param("max_start", to_param(max_start))
         .param("cities", cities)
         .param("starts", starts)
         .param("ends", ends)
@@ -624,11 +655,6 @@ async fn merge(
         .fetch_all::<MetricsRow>()
         .await
         .context("merge query failed")
-}
-
-/// True when `e` says the sink gave up because the worker is stopping.
-pub fn is_stopped(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<Stopped>())
 }
 
 /// Whether every partition of the topic is closed (a bounded run finished).

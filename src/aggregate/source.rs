@@ -33,6 +33,9 @@ use crate::time::{EpochMillis, now_millis};
 const FLUSH_WAIT: Duration = Duration::from_secs(8);
 /// Messages between two checks of the clock, the sink's answers and the bounded end.
 const HOUSEKEEPING_EVERY: usize = 256;
+/// Events consumed since the last trigger above which consumption pauses while the
+/// sink is still busy with the previous batch (bounds memory during backfills).
+const BACKLOG_LIMIT: u64 = 200_000;
 
 /// What the consumer thread needs.
 pub struct SourceParts {
@@ -81,6 +84,8 @@ struct Worker {
     side_effects: Vec<DeliveryFuture>,
     in_flight: Option<Instant>,
     paused: bool,
+    /// Messages consumed since the last trigger.
+    pending: u64,
     closing: bool,
     committed: BTreeMap<i32, i64>,
     topic_c: CString,
@@ -144,6 +149,7 @@ pub fn context(parts: SourceParts) -> anyhow::Result<Ctx> {
             side_effects: Vec::new(),
             in_flight: None,
             paused: false,
+            pending: 0,
             closing: false,
             committed: BTreeMap::new(),
             topic_c,
@@ -152,11 +158,8 @@ pub fn context(parts: SourceParts) -> anyhow::Result<Ctx> {
 }
 
 impl Worker {
-    fn now(&self) -> EpochMillis {
-        now_millis()
-    }
-
     fn handle(&mut self, m: &BorrowedMessage<'_>, now: EpochMillis) {
+        self.pending += 1;
         let payload = m.payload().unwrap_or_default();
         let (partition, offset) = (m.partition(), m.offset());
         match self.p.engine.ingest(partition, offset, payload, now) {
@@ -218,7 +221,8 @@ impl Worker {
     /// Runs a trigger and hands its output to the sink. `finalize_all`: the last
     /// trigger of a bounded run (emit every window that is final topic-wide).
     fn trigger(&mut self, consumer: &BaseConsumer<Ctx>, finalize_all: bool) {
-        let now = self.now();
+        let now = now_millis();
+        self.pending = 0;
         // A partition whose position reached the high watermark is caught up.
         for p in self.p.engine.partitions() {
             if let Some(hw) = self.cached_high_watermark(consumer, p)
@@ -386,7 +390,7 @@ impl Worker {
     }
 
     fn on_assign(&mut self, consumer: &BaseConsumer<Ctx>, parts: &[i32]) {
-        if parts.is_empty() {
+        if parts.is_empty() || self.closing {
             return;
         }
         let resume = loop {
@@ -429,7 +433,7 @@ impl Worker {
                     HashMap::new()
                 }
             };
-        let now = self.now();
+        let now = now_millis();
         for p in parts {
             let r = resume.get(p).copied().unwrap_or_default();
             let start = committed.get(p).copied();
@@ -442,6 +446,28 @@ impl Worker {
             "partitions assigned: {parts:?} (resuming from committed offsets {:?})",
             committed
         );
+    }
+
+    /// Bounded runs, for a worker that owns no partition: the group's committed
+    /// offsets reached the end offsets of every partition (others did the work).
+    fn group_reached_ends(&self, consumer: &BaseConsumer<Ctx>) -> bool {
+        let Some(ends) = &self.p.ends else {
+            return false;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in ends.keys() {
+            let _ = tpl.add_partition(&self.p.topic, *p);
+        }
+        let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
+            return false;
+        };
+        committed.elements().iter().all(|e| {
+            let end = ends.get(&e.partition()).copied().unwrap_or(0);
+            match e.offset() {
+                Offset::Offset(o) => o >= end,
+                _ => end == 0,
+            }
+        })
     }
 
     /// Bounded runs: every owned partition reached its end offset.
@@ -459,11 +485,17 @@ impl Worker {
 }
 
 /// Runs the consumer loop until the end of a bounded run or a shutdown signal.
-pub fn run(consumer: BaseConsumer<Ctx>, trigger: Duration) -> anyhow::Result<Ending> {
+pub fn run(consumer: BaseConsumer<Ctx>) -> anyhow::Result<Ending> {
     let ctx = consumer.context().clone();
-    let (topic, shutdown, bounded) = {
+    let (topic, shutdown, bounded, trigger) = {
         let w = ctx.lock();
-        (w.p.topic.clone(), w.p.shutdown.clone(), w.p.ends.is_some())
+        let p = &w.p;
+        (
+            p.topic.clone(),
+            p.shutdown.clone(),
+            p.ends.is_some(),
+            p.trigger,
+        )
     };
     consumer
         .subscribe(&[&topic])
@@ -523,13 +555,17 @@ pub fn run(consumer: BaseConsumer<Ctx>, trigger: Duration) -> anyhow::Result<End
         }
         if let Some(since) = w.in_flight
             && !w.paused
-            && since.elapsed() > stall_after
         {
-            tracing::warn!("output is stalled; pausing consumption until it recovers");
-            if let Ok(tpl) = consumer.assignment() {
-                let _ = consumer.pause(&tpl);
+            let stalled = since.elapsed() > stall_after;
+            if stalled || w.pending >= BACKLOG_LIMIT {
+                if stalled {
+                    tracing::warn!("output is stalled; pausing consumption until it recovers");
+                }
+                if let Ok(tpl) = consumer.assignment() {
+                    let _ = consumer.pause(&tpl);
+                }
+                w.paused = true;
             }
-            w.paused = true;
         }
         if bounded && w.bounded_done() {
             tracing::info!("bounded run: end offsets reached; finalizing every window");
@@ -546,12 +582,13 @@ pub fn run(consumer: BaseConsumer<Ctx>, trigger: Duration) -> anyhow::Result<End
         }
         if bounded && triggered && w.p.engine.partitions().is_empty() {
             // No partitions for this worker: done once every partition is closed.
-            // The trigger just sent (finalize = false, no partitions) reports the
-            // topic-wide horizon in its ack.
+            // The trigger just sent (no partitions) reports the topic-wide horizon
+            // in its ack: done when every partition is closed and the group
+            // consumed up to the end offsets recorded at start.
             let closed = w
                 .take_ack(&consumer, FLUSH_WAIT)
                 .is_some_and(|ack| sink::all_closed(ack.horizon));
-            if closed {
+            if closed && w.group_reached_ends(&consumer) {
                 let ack = w.flush(&consumer, true, None);
                 w.closing = true;
                 drop(w);

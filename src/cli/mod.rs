@@ -2,6 +2,7 @@
 //! maps errors to exit codes (see [`crate::exit`]).
 
 mod aggregate_cmd;
+mod bench_cmd;
 mod config_cmd;
 mod ingest_cmd;
 mod local_cmd;
@@ -84,6 +85,8 @@ pub enum Command {
     Query(query_cmd::QueryArgs),
     /// Compute windowed per-city metrics (the aggregation worker).
     Aggregate(aggregate_cmd::AggregateArgs),
+    /// Benchmarks against the local stack.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -98,6 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ingest(args) => block_on(ingest_cmd::run(&cli.global, args)),
         Command::Query(args) => block_on(query_cmd::run(&cli.global, args)),
         Command::Aggregate(args) => block_on(aggregate_cmd::run(&cli.global, args)),
+        Command::Bench(args) => block_on(bench_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
