@@ -214,7 +214,11 @@ pub fn spark_submit_command(l: &Loaded, install: &SparkInstall, opts: &SparkOpti
         "spark.sql.session.timeZone=UTC",
         "spark.ui.showConsoleProgress=false",
     ];
-    for c in defaults.iter().copied().chain(opts.conf.iter().map(String::as_str)) {
+    for c in defaults
+        .iter()
+        .copied()
+        .chain(opts.conf.iter().map(String::as_str))
+    {
         cmd.arg("--conf").arg(c);
     }
     cmd.arg(&install.job);
@@ -235,7 +239,11 @@ pub fn spark_submit_command(l: &Loaded, install: &SparkInstall, opts: &SparkOpti
         ("--clickhouse-database", cfg.clickhouse.database.clone()),
         (
             "--clickhouse-timeout-s",
-            cfg.clickhouse.request_timeout.get().as_secs_f64().to_string(),
+            cfg.clickhouse
+                .request_timeout
+                .get()
+                .as_secs_f64()
+                .to_string(),
         ),
         ("--table", a.output_table.clone()),
         ("--checkpoint", checkpoint_location(l, opts)),
@@ -379,7 +387,10 @@ mod tests {
             "/venv/site-packages/pyspark/bin/spark-submit"
         );
         let a = args(&cmd);
-        let job = a.iter().position(|x| x.ends_with("ride_analytics.py")).unwrap();
+        let job = a
+            .iter()
+            .position(|x| x.ends_with("ride_analytics.py"))
+            .unwrap();
         let (submit, job_args) = (&a[..job], &a[job + 1..]);
         assert_eq!(value_of(submit, "--master").as_deref(), Some("local[*]"));
         assert_eq!(
@@ -452,7 +463,10 @@ mod tests {
             .iter()
             .filter(|x| x.starts_with("spark.sql.shuffle.partitions="))
             .collect();
-        assert_eq!(confs.last().unwrap().as_str(), "spark.sql.shuffle.partitions=64");
+        assert_eq!(
+            confs.last().unwrap().as_str(),
+            "spark.sql.shuffle.partitions=64"
+        );
 
         let explicit = SparkOptions {
             checkpoint: Some("/tmp/ck".into()),
@@ -480,7 +494,10 @@ mod tests {
             value_of(&a, "--kafka-sasl-mechanism").as_deref(),
             Some("SCRAM-SHA-512")
         );
-        assert_eq!(value_of(&a, "--kafka-sasl-username").as_deref(), Some("svc"));
+        assert_eq!(
+            value_of(&a, "--kafka-sasl-username").as_deref(),
+            Some("svc")
+        );
         assert_eq!(
             value_of(&a, "--kafka-ssl-ca-location").as_deref(),
             Some("/etc/ca.pem")
@@ -511,7 +528,10 @@ mod tests {
         assert!(connector_jars(&dir, "4.2.0").is_err());
         std::fs::write(dir.join("spark-sql-kafka-0-10_2.13-4.1.0.jar"), "").unwrap();
         let err = connector_jars(&dir, "4.2.0").unwrap_err();
-        assert!(err.to_string().contains("not for the installed pyspark 4.2.0"));
+        assert!(
+            err.to_string()
+                .contains("not for the installed pyspark 4.2.0")
+        );
         std::fs::remove_file(dir.join("spark-sql-kafka-0-10_2.13-4.1.0.jar")).unwrap();
         std::fs::write(dir.join("spark-sql-kafka-0-10_2.13-4.2.0.jar"), "").unwrap();
         let jars = connector_jars(&dir, "4.2.0").unwrap();

@@ -89,11 +89,7 @@ fn run_with_limit(mut cmd: Command, limit: Duration, capture_stderr: bool) -> Ou
     } else {
         Stdio::inherit()
     };
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    let child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -202,8 +198,14 @@ fn assert_parity(native: &[MetricsRow], spark: &[MetricsRow], rsd: f64) -> Parit
             b.avg_fare
         );
         // Rates are ratios of identical counts.
-        assert!((a.cancellation_rate - b.cancellation_rate).abs() <= 1e-12, "{key}");
-        assert!((a.completion_rate - b.completion_rate).abs() <= 1e-12, "{key}");
+        assert!(
+            (a.cancellation_rate - b.cancellation_rate).abs() <= 1e-12,
+            "{key}"
+        );
+        assert!(
+            (a.completion_rate - b.completion_rate).abs() <= 1e-12,
+            "{key}"
+        );
         let riders_rel =
             (a.unique_riders as f64 - b.unique_riders as f64).abs() / a.unique_riders as f64;
         assert!(
@@ -267,7 +269,13 @@ async fn spark_and_native_give_the_same_rows() {
     assert_eq!(spark_out.len(), spark_rows.len());
     let shape = |v: &Value| -> Vec<String> {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-        k.extend(v["window"].as_object().unwrap().keys().map(|w| format!("window.{w}")));
+        k.extend(
+            v["window"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|w| format!("window.{w}")),
+        );
         k.sort();
         k
     };
@@ -283,20 +291,18 @@ async fn spark_and_native_give_the_same_rows() {
         assert_eq!(v["total_events"], r.total_events);
         assert_eq!(v["unique_riders"], r.unique_riders);
         let fare = v["avg_fare"].as_f64().unwrap();
-        assert!((fare - r.avg_fare).abs() <= 1e-12 * r.avg_fare, "{fare} vs {}", r.avg_fare);
+        assert!(
+            (fare - r.avg_fare).abs() <= 1e-12 * r.avg_fare,
+            "{fare} vs {}",
+            r.avg_fare
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Polls `sql` (a scalar) until it returns `want`, for at most `limit`, while
 /// `job` runs.
-async fn wait_for(
-    l: &Loaded,
-    job: &mut Job,
-    sql: &str,
-    want: &str,
-    limit: Duration,
-) {
+async fn wait_for(l: &Loaded, job: &mut Job, sql: &str, want: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         let got = common::scalar(l, sql).await;
@@ -361,8 +367,8 @@ async fn streaming_restart_from_the_checkpoint_loses_nothing() {
     let dir = std::env::temp_dir().join(common::unique("ridectl-spark-restart"));
     let spark_cfg = common::write_config(&s, &dir.join("spark"));
     let native_cfg = common::write_config(&l, &dir.join("native"));
-    let windows_per_event = l.config.aggregation.window.as_millis_i64()
-        / l.config.aggregation.slide.as_millis_i64();
+    let windows_per_event =
+        l.config.aggregation.window.as_millis_i64() / l.config.aggregation.slide.as_millis_i64();
     let counted = "SELECT sum(total_events) FROM city_window_metrics FINAL";
 
     common::produce(&l, topic, &events[..HALF]).await;
@@ -433,9 +439,16 @@ fn missing_connector_jars_fail_at_once_with_the_fix() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(69), "{stderr}");
-    assert!(stderr.contains("Spark Kafka connector jars are missing"), "{stderr}");
+    assert!(
+        stderr.contains("Spark Kafka connector jars are missing"),
+        "{stderr}"
+    );
     assert!(stderr.contains("run scripts/setup.sh"), "{stderr}");
-    assert!(t.elapsed() < Duration::from_secs(5), "not at once: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "not at once: {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -461,5 +474,8 @@ fn the_job_itself_refuses_to_start_without_the_connector() {
         "{stderr}"
     );
     assert!(stderr.contains("run scripts/setup.sh"), "{stderr}");
-    eprintln!("the job refused to start after {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "the job refused to start after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }

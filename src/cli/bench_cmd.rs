@@ -11,7 +11,8 @@ use crate::output::{self, Format};
 #[command(after_help = "\
 Examples:
   ridectl bench aggregate                           engine, bounded run, freshness
-  ridectl bench aggregate --events 500000 --freshness-secs 0 --format json")]
+  ridectl bench aggregate --events 500000 --freshness-secs 0 --format json
+  ridectl bench spark-vs-native                     both engines, same input, side by side")]
 pub struct BenchArgs {
     #[command(subcommand)]
     action: BenchAction,
@@ -24,12 +25,23 @@ pub struct BenchArgs {
 enum BenchAction {
     /// The aggregation worker: events/s per core, RSS and freshness.
     Aggregate(bench::aggregate::AggregateBenchArgs),
+    /// The native worker and the Spark job on the same input: events/s per core,
+    /// the ratio, and freshness.
+    SparkVsNative(bench::spark::SparkBenchArgs),
 }
 
 /// Runs the subcommand.
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
     let loaded = global.load()?;
     match args.action {
+        BenchAction::SparkVsNative(a) => {
+            let report = bench::spark::run(&loaded, &a).await?;
+            if args.format == Format::Json {
+                output::print_json(&report)?;
+            } else {
+                print_spark(&report);
+            }
+        }
         BenchAction::Aggregate(a) => {
             let report = bench::aggregate::run(&loaded, &a).await?;
             if args.format == Format::Json {
@@ -91,4 +103,85 @@ fn print_aggregate(r: &bench::aggregate::Report) {
         row("freshness: CPU (cores)", format!("{:.3}", f.cpu_share));
     }
     println!("{t}");
+}
+
+fn print_spark(r: &bench::spark::Report) {
+    let mut t = output::table(&["measurement", "native", "spark"], &[1, 2]);
+    let mut row = |k: &str, n: String, s: String| {
+        t.add_row(vec![k.to_string(), n, s]);
+    };
+    let (n, s) = (&r.native, &r.spark);
+    row(
+        "bounded: events",
+        n.events.to_string(),
+        s.events.to_string(),
+    );
+    row(
+        "bounded: wall seconds (start-up included)",
+        format!("{:.1}", n.wall_seconds),
+        format!("{:.1}", s.wall_seconds),
+    );
+    row(
+        "bounded: events/s (wall)",
+        format!("{:.0}", n.events_per_sec),
+        format!("{:.0}", s.events_per_sec),
+    );
+    row(
+        "bounded: events/s (processing, no start-up)",
+        format!("{:.0}", n.events_per_processing_sec),
+        format!("{:.0}", s.events_per_processing_sec),
+    );
+    row(
+        "bounded: CPU seconds",
+        format!("{:.1}", n.cpu_seconds),
+        format!("{:.1}", s.cpu_seconds),
+    );
+    row(
+        "bounded: events per CPU-second (per core)",
+        format!("{:.0}", n.events_per_cpu_sec),
+        format!("{:.0}", s.events_per_cpu_sec),
+    );
+    row(
+        "bounded: peak RSS",
+        format!("{:.0} MiB", n.peak_rss_mib),
+        format!("{:.0} MiB", s.peak_rss_mib),
+    );
+    let secs = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} s"));
+    if let [fnat, fspark] = &r.freshness[..] {
+        row(
+            "freshness: events measured (missing)",
+            format!("{} ({})", fnat.events, fnat.missing),
+            format!("{} ({})", fspark.events, fspark.missing),
+        );
+        row(
+            "freshness: p50",
+            secs(fnat.p50_seconds),
+            secs(fspark.p50_seconds),
+        );
+        row(
+            "freshness: p99",
+            secs(fnat.p99_seconds),
+            secs(fspark.p99_seconds),
+        );
+        row(
+            "freshness: max",
+            secs(fnat.max_seconds),
+            secs(fspark.max_seconds),
+        );
+        row(
+            "freshness: CPU (cores)",
+            format!("{:.3}", fnat.cpu_share),
+            format!("{:.3}", fspark.cpu_share),
+        );
+        row(
+            "freshness: peak RSS",
+            format!("{:.0} MiB", fnat.peak_rss_mib),
+            format!("{:.0} MiB", fspark.peak_rss_mib),
+        );
+    }
+    println!("{t}");
+    println!(
+        "native / spark throughput per core: {:.1}x (per processing second: {:.1}x; {} CPUs)",
+        r.ratio_per_core, r.ratio_processing_wall, r.cpus
+    );
 }
