@@ -4,7 +4,9 @@
 //! - parity: the native worker and the Spark job, both `--bounded` over the same
 //!   fixed-seed topic, each into its own database, give the same (window, city)
 //!   rows: identical counts, avg_fare equal to 1e-9 relative, unique_riders within
-//!   the configured rsd (Spark's is approximate); the Spark job's Kafka output has
+//!   the configured rsd (Spark's is approximate: rsd is the standard deviation of
+//!   its relative error, so the root-mean-square error over the rows must be at
+//!   most rsd and no row off by more than 3 rsd); the Spark job's Kafka output has
 //!   the native worker's JSON shape;
 //! - a streaming run stopped and restarted from its checkpoint loses nothing;
 //! - missing connector jars fail at once, with the command that installs them —
@@ -208,8 +210,10 @@ fn assert_parity(native: &[MetricsRow], spark: &[MetricsRow], rsd: f64) -> Parit
         );
         let riders_rel =
             (a.unique_riders as f64 - b.unique_riders as f64).abs() / a.unique_riders as f64;
+        // rsd is the standard deviation of HyperLogLog++'s relative error: about
+        // a third of the rows may miss by more than 1 rsd; none by more than 3.
         assert!(
-            riders_rel <= rsd,
+            riders_rel <= 3.0 * rsd,
             "{key}: unique_riders {} (exact) vs {} (Spark, rsd {rsd})",
             a.unique_riders,
             b.unique_riders
@@ -220,6 +224,11 @@ fn assert_parity(native: &[MetricsRow], spark: &[MetricsRow], rsd: f64) -> Parit
         sq += riders_rel * riders_rel;
     }
     p.rms_riders_rel = (sq / n.len() as f64).sqrt();
+    assert!(
+        p.rms_riders_rel <= rsd,
+        "unique_riders: relative error {:.4} (root mean square) is above the rsd {rsd}",
+        p.rms_riders_rel
+    );
     p
 }
 
@@ -467,13 +476,18 @@ fn the_job_itself_refuses_to_start_without_the_connector() {
     assert!(!cmd.get_args().any(|a| a == "--jars"));
     let t = Instant::now();
     let out = run_with_limit(cmd, Duration::from_secs(120), true);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(69), "{stderr}");
-    assert!(
-        stderr.contains("the Spark Kafka connector (org.apache.spark.sql.kafka010"),
-        "{stderr}"
+    // spark-submit merges the Python driver's stderr into its stdout.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stderr.contains("run scripts/setup.sh"), "{stderr}");
+    assert_eq!(out.status.code(), Some(69), "{text}");
+    assert!(
+        text.contains("the Spark Kafka connector (org.apache.spark.sql.kafka010"),
+        "{text}"
+    );
+    assert!(text.contains("run scripts/setup.sh"), "{text}");
     eprintln!(
         "the job refused to start after {:.1} s",
         t.elapsed().as_secs_f64()
