@@ -12,15 +12,17 @@
 #   down    stop exactly the processes `up` started (pid files)
 #
 # Environment: SPARK_MASTER_PORT (7077), SPARK_MASTER_WEBUI_PORT (8080),
-# SPARK_WORKER_CORES (1), SPARK_WORKER_MEMORY (1g). State and logs live in
-# .ridectl/state/spark-cluster.
+# SPARK_WORKER_WEBUI_PORT (8081, the second worker the next port; 0: any free port),
+# SPARK_WORKER_CORES (1), SPARK_WORKER_MEMORY (1g), SPARK_CLUSTER_STATE (state and
+# logs; .ridectl/state/spark-cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=$ROOT/.ridectl/cache/venv
-STATE=$ROOT/.ridectl/state/spark-cluster
+STATE=${SPARK_CLUSTER_STATE:-$ROOT/.ridectl/state/spark-cluster}
 MASTER_PORT=${SPARK_MASTER_PORT:-7077}
 WEBUI_PORT=${SPARK_MASTER_WEBUI_PORT:-8080}
+WORKER_WEBUI_PORT=${SPARK_WORKER_WEBUI_PORT:-$((WEBUI_PORT + 1))}
 CORES=${SPARK_WORKER_CORES:-1}
 MEMORY=${SPARK_WORKER_MEMORY:-1g}
 MASTER_URL=spark://127.0.0.1:$MASTER_PORT
@@ -56,9 +58,11 @@ up() {
   start master org.apache.spark.deploy.master.Master \
     --host 127.0.0.1 --port "$MASTER_PORT" --webui-port "$WEBUI_PORT"
   for i in 1 2; do
+    local ui=0
+    [ "$WORKER_WEBUI_PORT" = 0 ] || ui=$((WORKER_WEBUI_PORT + i - 1))
     start "worker-$i" org.apache.spark.deploy.worker.Worker \
       --host 127.0.0.1 --cores "$CORES" --memory "$MEMORY" \
-      --webui-port $((WEBUI_PORT + i)) --work-dir "$STATE/work/worker-$i" "$MASTER_URL"
+      --webui-port "$ui" --work-dir "$STATE/work/worker-$i" "$MASTER_URL"
   done
   for _ in $(seq 1 120); do
     if [ "$(alive_workers)" = 2 ]; then
