@@ -2,6 +2,7 @@
 # Installs everything ridectl needs on a fresh Debian/Ubuntu machine, idempotently:
 #   - system packages (Java 17, Maven, Python venv, a C toolchain for librdkafka)
 #   - the Kafka jars, resolved from Maven Central by scripts/kafka/pom.xml
+#   - the Spark Kafka connector jars, resolved by scripts/spark/pom.xml
 #   - the Python virtualenv with chDB (and pyspark) from PyPI
 #   - the ridectl binary (cargo build --release)
 # Each step is skipped when its inputs have not changed (stamp files in the cache).
@@ -42,7 +43,18 @@ if ! stamp_ok "$KAFKA_LIBS/.stamp" "$sum"; then
   echo "$sum" > "$KAFKA_LIBS/.stamp"
 fi
 
-# 3. Python virtualenv (chDB endpoint, test tools).
+# 2b. The Spark Kafka connector from Maven Central (for `ridectl aggregate --engine
+#     spark`): the jars pyspark lacks, for its Spark and Scala versions.
+SPARK_JARS=$CACHE/spark-jars
+sum=$(cat scripts/spark/pom.xml scripts/requirements-spark.txt | sha256sum | cut -d' ' -f1)
+if ! stamp_ok "$SPARK_JARS/.stamp" "$sum"; then
+  log "resolving the Spark Kafka connector jars with Maven"
+  rm -rf "$SPARK_JARS"
+  mvn -q -B -f scripts/spark/pom.xml dependency:copy-dependencies -DoutputDirectory="$SPARK_JARS"
+  echo "$sum" > "$SPARK_JARS/.stamp"
+fi
+
+# 3. Python virtualenv (chDB endpoint, pyspark, test tools).
 VENV=$CACHE/venv
 sum=$(cat scripts/requirements*.txt | sha256sum | cut -d' ' -f1)
 if ! stamp_ok "$VENV/.stamp" "$sum"; then

@@ -24,5 +24,6 @@ pub mod local;
 pub mod output;
 pub mod query;
 pub mod shutdown;
+pub mod spark;
 pub mod time;
 pub mod units;

@@ -216,7 +216,7 @@ fn watch(child: &mut Child) -> anyhow::Result<(f64, f64)> {
     Ok((cpu, rss))
 }
 
-fn bench_config(base: &Loaded, tag: &str) -> Loaded {
+pub(crate) fn bench_config(base: &Loaded, tag: &str) -> Loaded {
     let mut l = base.clone();
     let id = format!("{tag}-{}-{}", std::process::id(), now_millis());
     let t = &mut l.config.topics;
@@ -235,7 +235,7 @@ fn bench_config(base: &Loaded, tag: &str) -> Loaded {
 }
 
 /// Writes `l` as a YAML file the `ridectl` child reads with `--config`.
-fn write_config(l: &Loaded, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn write_config(l: &Loaded, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     let mut value = serde_yaml::to_value(&l.config)?;
     // Secrets serialize masked: pass them through the environment instead.
     for (section, key) in [
@@ -272,7 +272,11 @@ fn write_config(l: &Loaded, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn spawn_worker(l: &Loaded, config: &std::path::Path, args: &[&str]) -> anyhow::Result<Child> {
+pub(crate) fn spawn_worker(
+    l: &Loaded,
+    config: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find the ridectl executable")?;
     Command::new(exe)
         .arg("--config")
@@ -299,7 +303,7 @@ fn spawn_worker(l: &Loaded, config: &std::path::Path, args: &[&str]) -> anyhow::
         .context("cannot start the worker")
 }
 
-async fn provision(l: &Loaded) -> anyhow::Result<()> {
+pub(crate) async fn provision(l: &Loaded) -> anyhow::Result<()> {
     let cfg = &l.config;
     let timeout = cfg.kafka.connect_timeout.get();
     let admin = kafka::admin(&cfg.kafka)?;
@@ -314,7 +318,7 @@ async fn provision(l: &Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn cleanup(l: &Loaded) {
+pub(crate) async fn cleanup(l: &Loaded) {
     let cfg = &l.config;
     if let Ok(admin) = kafka::admin(&cfg.kafka) {
         let topics = cfg.topics.resolved();
@@ -332,7 +336,11 @@ async fn cleanup(l: &Loaded) {
         .await;
 }
 
-fn enqueue(p: &FutureProducer, topic: &str, e: &SynthEvent) -> rdkafka::producer::DeliveryFuture {
+pub(crate) fn enqueue(
+    p: &FutureProducer,
+    topic: &str,
+    e: &SynthEvent,
+) -> rdkafka::producer::DeliveryFuture {
     let mut record = FutureRecord::to(topic)
         .key(e.key.as_str())
         .payload(e.json.as_bytes());
@@ -347,7 +355,7 @@ fn enqueue(p: &FutureProducer, topic: &str, e: &SynthEvent) -> rdkafka::producer
     }
 }
 
-async fn preload(l: &Loaded, n: usize, seed: u64) -> anyhow::Result<f64> {
+pub(crate) async fn preload(l: &Loaded, n: usize, seed: u64) -> anyhow::Result<f64> {
     let p: FutureProducer = kafka::client_config(&l.config.kafka, Role::Producer)
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")

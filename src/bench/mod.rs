@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod generate;
 pub mod query;
+pub mod spark;
 pub mod synth;
 
 use std::time::Duration;

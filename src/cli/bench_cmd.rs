@@ -17,7 +17,8 @@ Examples:
   ridectl bench generate                       the generator vs Kafka's ProducerPerformance
   ridectl bench generate --count 10000000 --rounds 3 --format json
   ridectl bench aggregate                      engine, bounded run, freshness
-  ridectl bench query --rows 100M              named queries vs the raw table")]
+  ridectl bench query --rows 100M              named queries vs the raw table
+  ridectl bench spark-vs-native                both engines, same input, side by side")]
 pub struct BenchArgs {
     #[command(subcommand)]
     what: BenchCommand,
@@ -33,6 +34,17 @@ enum BenchCommand {
     /// Named queries (rollups) against their raw-table equivalents over synthetic
     /// history filled inside ClickHouse.
     Query(QueryBenchArgs),
+    /// The native worker and the Spark job on the same input, side by side.
+    SparkVsNative(SparkBenchCmd),
+}
+
+#[derive(Debug, Args)]
+struct SparkBenchCmd {
+    #[command(flatten)]
+    args: bench::spark::SparkBenchArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +175,16 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
             }
             Ok(crate::exit::OK)
         }
+        BenchCommand::SparkVsNative(a) => {
+            let loaded = global.load()?;
+            let report = bench::spark::run(&loaded, &a.args).await?;
+            if a.format == Format::Json {
+                output::print_json(&report)?;
+            } else {
+                print_spark(&report);
+            }
+            Ok(crate::exit::OK)
+        }
         BenchCommand::Query(a) => {
             let loaded = global.load()?;
             let opts = bench::query::QueryBenchOptions {
@@ -263,4 +285,85 @@ fn print_aggregate(r: &bench::aggregate::Report) {
         row("freshness: CPU (cores)", format!("{:.3}", f.cpu_share));
     }
     println!("{t}");
+}
+
+fn print_spark(r: &bench::spark::Report) {
+    let mut t = output::table(&["measurement", "native", "spark"], &[1, 2]);
+    let mut row = |k: &str, n: String, s: String| {
+        t.add_row(vec![k.to_string(), n, s]);
+    };
+    let (n, s) = (&r.native, &r.spark);
+    row(
+        "bounded: events",
+        n.events.to_string(),
+        s.events.to_string(),
+    );
+    row(
+        "bounded: wall seconds (start-up included)",
+        format!("{:.1}", n.wall_seconds),
+        format!("{:.1}", s.wall_seconds),
+    );
+    row(
+        "bounded: events/s (wall)",
+        format!("{:.0}", n.events_per_sec),
+        format!("{:.0}", s.events_per_sec),
+    );
+    row(
+        "bounded: events/s (processing, no start-up)",
+        format!("{:.0}", n.events_per_processing_sec),
+        format!("{:.0}", s.events_per_processing_sec),
+    );
+    row(
+        "bounded: CPU seconds",
+        format!("{:.1}", n.cpu_seconds),
+        format!("{:.1}", s.cpu_seconds),
+    );
+    row(
+        "bounded: events per CPU-second (per core)",
+        format!("{:.0}", n.events_per_cpu_sec),
+        format!("{:.0}", s.events_per_cpu_sec),
+    );
+    row(
+        "bounded: peak RSS",
+        format!("{:.0} MiB", n.peak_rss_mib),
+        format!("{:.0} MiB", s.peak_rss_mib),
+    );
+    let secs = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2} s"));
+    if let [fnat, fspark] = &r.freshness[..] {
+        row(
+            "freshness: events measured (missing)",
+            format!("{} ({})", fnat.events, fnat.missing),
+            format!("{} ({})", fspark.events, fspark.missing),
+        );
+        row(
+            "freshness: p50",
+            secs(fnat.p50_seconds),
+            secs(fspark.p50_seconds),
+        );
+        row(
+            "freshness: p99",
+            secs(fnat.p99_seconds),
+            secs(fspark.p99_seconds),
+        );
+        row(
+            "freshness: max",
+            secs(fnat.max_seconds),
+            secs(fspark.max_seconds),
+        );
+        row(
+            "freshness: CPU (cores)",
+            format!("{:.3}", fnat.cpu_share),
+            format!("{:.3}", fspark.cpu_share),
+        );
+        row(
+            "freshness: peak RSS",
+            format!("{:.0} MiB", fnat.peak_rss_mib),
+            format!("{:.0} MiB", fspark.peak_rss_mib),
+        );
+    }
+    println!("{t}");
+    println!(
+        "native / spark throughput per core: {:.1}x (per processing second: {:.1}x; {} CPUs)",
+        r.ratio_per_core, r.ratio_processing_wall, r.cpus
+    );
 }

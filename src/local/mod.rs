@@ -60,6 +60,26 @@ impl Paths {
         self.cache.join("kafka-libs")
     }
 
+    /// The Spark Kafka connector jars (`scripts/spark/pom.xml`).
+    pub fn spark_jars(&self) -> PathBuf {
+        self.cache.join("spark-jars")
+    }
+
+    /// The pyspark package of the virtualenv (Spark's home: `bin/spark-submit`,
+    /// `jars/`), when installed: `venv/lib/python3.*/site-packages/pyspark`.
+    pub fn pyspark_home(&self) -> Option<PathBuf> {
+        let lib = self.cache.join("venv/lib");
+        let mut found: Vec<PathBuf> = std::fs::read_dir(lib)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+            .map(|e| e.path().join("site-packages/pyspark"))
+            .filter(|p| p.join("bin/spark-submit").is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    }
+
     /// The marker written into pid files: the state directory, which every process
     /// of this stack has on its command line.
     pub fn marker(&self) -> String {
