@@ -253,10 +253,22 @@ impl KafkaCluster {
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let start = Instant::now();
         let cfg = self.kafka_config();
+        // A JVM can die at start-up on a loaded machine without writing a line; one
+        // restart of the missing nodes before giving up.
+        let mut restarted = false;
         loop {
             for node in 1..=self.brokers {
                 let name = node_name(node);
                 if process::running(&self.paths.pid(&name)).is_none() {
+                    if !restarted {
+                        restarted = true;
+                        tracing::warn!(
+                            "Kafka broker {name} exited during start-up; starting it once more"
+                        );
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        self.start()?;
+                        continue;
+                    }
                     bail!(
                         "Kafka broker {name} exited during start-up; last lines of {}:\n{}",
                         self.paths.log(&name).display(),
