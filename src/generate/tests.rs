@@ -290,9 +290,9 @@ fn late_and_out_of_order_change_timestamps_and_order_only() {
 }
 
 #[test]
-fn pure_simulation_and_encoding_are_fast_enough() {
-    // Not a benchmark: a guard that the hot path stays far above 500k events/s
-    // (release builds; debug builds are much slower, so the bar is low there).
+fn a_million_events_stream_in_bounded_memory() {
+    // Not a timed test (see `ridectl bench generate`): the stream of a long
+    // unpaced run keeps only the rides in flight.
     let o = GenerateOptions {
         driver_locations: Some(false),
         ..fixed(1_000_000, 5)
@@ -304,13 +304,13 @@ fn pure_simulation_and_encoding_are_fast_enough() {
     while let Some(m) = src.next() {
         bytes += m.payload.len();
     }
-    let secs = t.elapsed().as_secs_f64();
-    let rate = 1e6 / secs;
     eprintln!(
-        "sim+encode: {rate:.0} events/s, {:.0} bytes/event",
+        "sim+encode: {:.0} events/s, {:.0} bytes/event",
+        1e6 / t.elapsed().as_secs_f64(),
         bytes as f64 / 1e6
     );
-    if !cfg!(debug_assertions) {
-        assert!(rate > 1_000_000.0, "{rate:.0} events/s");
-    }
+    assert_eq!(src.counts().rides, 1_000_000);
+    // 20 simulated minutes at 833 events/s: well under the ~250k rides in
+    // flight of the steady state.
+    assert!(src.in_flight() < 250_000, "{}", src.in_flight());
 }
