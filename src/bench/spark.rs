@@ -19,8 +19,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::Child;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -273,7 +273,10 @@ async fn bounded(
 /// [(arrival ms, total_events)].
 type Arrivals = HashMap<(String, EpochMillis), Vec<(EpochMillis, u64)>>;
 
-fn read_outputs(l: &Loaded, stop: Arc<AtomicBool>) -> anyhow::Result<Arrivals> {
+/// Highest `total_events` seen so far per (city, window start).
+type Seen = Arc<Mutex<HashMap<(String, EpochMillis), u64>>>;
+
+fn read_outputs(l: &Loaded, stop: Arc<AtomicBool>, seen: Seen) -> anyhow::Result<Arrivals> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let topic = &l.config.topics.aggregated.name;
@@ -306,9 +309,11 @@ fn read_outputs(l: &Loaded, stop: Arc<AtomicBool>) -> anyhow::Result<Arrivals> {
         if let (Some(city), Some(start), Some(total)) =
             (v["city"].as_str(), start, v["total_events"].as_u64())
         {
-            out.entry((city.to_string(), start))
-                .or_default()
-                .push((now, total));
+            let key = (city.to_string(), start);
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            let max = seen.entry(key.clone()).or_default();
+            *max = (*max).max(total);
+            out.entry(key).or_default().push((now, total));
         }
     }
     Ok(out)
@@ -328,7 +333,7 @@ async fn freshness_run(
     engine: &'static str,
     args: &SparkBenchArgs,
 ) -> anyhow::Result<FreshnessResult> {
-    let l = bench_config(base, &format!("bench-fresh-{engine}"));
+    let l = with_project_cache(bench_config(base, &format!("bench-fresh-{engine}")));
     provision(&l).await?;
     let result = async {
         let config = write_config(&l, &dir.join(format!("fresh-{engine}")))?;
@@ -338,9 +343,10 @@ async fn freshness_run(
         let out = drain_stdout(&mut child);
         let pid = child.id();
         let stop = Arc::new(AtomicBool::new(false));
+        let seen = Seen::default();
         let reader = {
-            let (l, stop) = (l.clone(), stop.clone());
-            std::thread::spawn(move || read_outputs(&l, stop))
+            let (l, stop, seen) = (l.clone(), stop.clone(), seen.clone());
+            std::thread::spawn(move || read_outputs(&l, stop, seen))
         };
 
         // Produce `timestamp = now` events at the rate; remember, per (city, latest
@@ -389,8 +395,21 @@ async fn freshness_run(
             (Some((c0, t0)), Some((c1, _, _))) => (c1 - c0) / t0.elapsed().as_secs_f64(),
             _ => 0.0,
         };
-        // Time for the last events to come out (a few triggers).
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        // Until every event produced is counted by a row (60 s at most; the rest
+        // are reported missing).
+        let drain = Instant::now();
+        while drain.elapsed() < Duration::from_secs(60) {
+            let all = {
+                let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                counts
+                    .iter()
+                    .all(|(k, n)| seen.get(k).is_some_and(|m| m >= n))
+            };
+            if all {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         stop.store(true, Ordering::Relaxed);
         let arrivals = reader
             .join()
@@ -450,10 +469,18 @@ async fn freshness_run(
     result
 }
 
+/// `l` with the cache directory (pyspark, the connector jars) made absolute: the
+/// engines read configurations written to a temporary directory.
+fn with_project_cache(mut l: Loaded) -> Loaded {
+    let cache = l.cache_dir();
+    l.config.local.cache_dir = std::path::absolute(&cache).unwrap_or(cache);
+    l
+}
+
 /// The Spark side of a bench configuration: same input topic, its own database
 /// and aggregated topic.
 fn spark_side(l: &Loaded) -> Loaded {
-    let mut s = l.clone();
+    let mut s = with_project_cache(l.clone());
     s.config.clickhouse.database = format!("{}_spark", l.config.clickhouse.database);
     s.config.topics.aggregated.name = format!("{}-spark", l.config.topics.aggregated.name);
     s
