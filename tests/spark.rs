@@ -583,7 +583,8 @@ async fn bounded_run_on_a_standalone_cluster_of_two_workers() {
         l.config.aggregation.spark_rsd,
     );
     eprintln!(
-        "standalone cluster {}: {n} events, {} rows equal to the native worker's,          {spark_secs:.1} s; app {}; summary {spark}",
+        "standalone cluster {}: {n} events, {} rows equal to the native worker's, \
+         {spark_secs:.1} s; app {}; summary {spark}",
         cluster.master, p.rows, app
     );
     let _ = std::fs::remove_dir_all(&dir);
