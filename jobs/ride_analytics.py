@@ -32,12 +32,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from datetime import datetime, timezone
 
-from pyspark import SparkContext
-from pyspark.sql import DataFrame, Observation, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import (
+# pyspark imports pandas when it is installed (the virtualenv has it for chDB) and
+# warns about its version; this job does not use pandas.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+
+from pyspark import SparkContext  # noqa: E402
+from pyspark.errors import StreamingQueryException  # noqa: E402
+from pyspark.sql import DataFrame, Observation, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+from pyspark.sql.types import (  # noqa: E402
     DoubleType,
     LongType,
     StringType,
@@ -514,14 +520,29 @@ def run_streaming(spark: SparkSession, a, sink: Sink) -> dict:
     log(f"streaming from {a.input_topic}, checkpoint {a.checkpoint}")
     try:
         query.awaitTermination()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C reaches the driver's process group
         query.stop()
+    except StreamingQueryException:
+        # SIGTERM to spark-submit stops the SparkContext under the running query;
+        # that is a stop, not a failure: the checkpoint holds the progress.
+        if not context_stopped(spark):
+            raise
+        log("stopped: Spark is shutting down; a restart resumes from the checkpoint")
+        return {"consumed": handler.consumed, "accepted": handler.accepted,
+                "invalid": handler.consumed - handler.accepted}
     handler.count_input()
     return {"consumed": handler.consumed, "accepted": handler.accepted,
             "invalid": handler.consumed - handler.accepted}
 
 
 # --------------------------------------------------------------------------- main
+
+
+def context_stopped(spark: SparkSession) -> bool:
+    try:
+        return bool(spark.sparkContext._jsc.sc().isStopped())
+    except Exception:  # the JVM is already gone
+        return True
 
 
 def check_connector() -> None:
@@ -570,7 +591,8 @@ def main(argv) -> int:
         "events_per_sec": round(counts["consumed"] / elapsed, 1) if elapsed > 0 else 0.0,
     }
     print(json.dumps(summary), flush=True)
-    spark.stop()
+    if not context_stopped(spark):
+        spark.stop()
     return 0
 
 

@@ -27,7 +27,7 @@ pub const JOB: &str = include_str!("../jobs/ride_analytics.py");
 pub const LOG4J: &str = include_str!("../scripts/spark/log4j2.properties");
 /// The master when none is given: every core of this machine.
 pub const DEFAULT_MASTER: &str = "local[*]";
-/// The class the Kafka connector provides (checked by the job at start too).
+/// File-name prefix of the connector jar (`spark-sql-kafka-0-10_<scala>-<spark>.jar`).
 pub const CONNECTOR_JAR_PREFIX: &str = "spark-sql-kafka-0-10_";
 /// Environment variable that hands the ClickHouse password to the job.
 pub const CLICKHOUSE_PASSWORD_ENV: &str = "RIDECTL_CLICKHOUSE_PASSWORD";

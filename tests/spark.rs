@@ -243,6 +243,24 @@ async fn spark_and_native_give_the_same_rows() {
     let s = spark_side(&l).await;
     let n = parity_events();
     produce_synth(&l, 20261126, n).await;
+    // Invalid events: both engines skip them (the native worker dead-letters them,
+    // the Spark job counts them).
+    let good = r#"{"event_id":"x","event_type":"requested","ride_id":"r","timestamp":"2026-01-01T00:00:00.000Z","city":"berlin","estimated_fare":9.5,"user_id":"u","pickup":{"lat":52.5,"lng":13.4},"dropoff":{"lat":52.6,"lng":13.5}}"#;
+    let bad: Vec<(String, Vec<u8>)> = [
+        "not json".to_string(),
+        good.replace(r#""city":"berlin","#, ""),
+        good.replace("requested", "teleported"),
+        good.replace("2026-01-01T00:00:00.000Z", "yesterday"),
+        good.replace("2026-01-01", "3026-01-01"),
+        good.replace("9.5", "-3"),
+        good.replace(r#""lat":52.5"#, r#""lat":152.5"#),
+        good.replace(r#""user_id":"u""#, r#""user_id":"""#),
+    ]
+    .into_iter()
+    .map(|v| ("bad".to_string(), v.into_bytes()))
+    .collect();
+    common::produce(&l, &l.config.topics.ride_events.name, &bad).await;
+    let total = n + bad.len();
     let dir = std::env::temp_dir().join(common::unique("ridectl-spark-parity"));
     let native_cfg = common::write_config(&l, &dir.join("native"));
     let spark_cfg = common::write_config(&s, &dir.join("spark"));
@@ -261,9 +279,20 @@ async fn spark_and_native_give_the_same_rows() {
         false,
     ));
     let spark_secs = t.elapsed().as_secs_f64();
-    assert_eq!(native["consumed"], n as u64);
-    assert_eq!(spark["consumed"], n as u64);
-    assert_eq!(spark["accepted"], native["accepted"]);
+    assert_eq!(native["consumed"], total as u64);
+    assert_eq!(spark["consumed"], total as u64);
+    assert_eq!(native["accepted"], n as u64);
+    assert_eq!(spark["accepted"], n as u64);
+    let dead: u64 = native["dead_letters"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        (dead, spark["invalid"].as_u64()),
+        (bad.len() as u64, Some(bad.len() as u64))
+    );
 
     let native_rows = metrics_rows(&l).await;
     let spark_rows = metrics_rows(&s).await;
@@ -554,7 +583,8 @@ async fn bounded_run_on_a_standalone_cluster_of_two_workers() {
         l.config.aggregation.spark_rsd,
     );
     eprintln!(
-        "standalone cluster {}: {n} events, {} rows equal to the native worker's,          {spark_secs:.1} s; app {}; summary {spark}",
+        "standalone cluster {}: {n} events, {} rows equal to the native worker's, \
+         {spark_secs:.1} s; app {}; summary {spark}",
         cluster.master, p.rows, app
     );
     let _ = std::fs::remove_dir_all(&dir);

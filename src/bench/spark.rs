@@ -17,7 +17,7 @@
 //! first row of that window with `total_events >= k`.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,12 +76,16 @@ pub struct BoundedResult {
     pub processing_seconds: f64,
     /// CPU seconds (user + system) of the engine's process tree.
     pub cpu_seconds: f64,
+    /// CPU seconds of the tree during the processing seconds (start-up excluded).
+    pub processing_cpu_seconds: f64,
     /// Events per wall-clock second (start-up included).
     pub events_per_sec: f64,
     /// Events per wall-clock second of processing (start-up excluded).
     pub events_per_processing_sec: f64,
-    /// Events per CPU-second: the per-core throughput.
+    /// Events per CPU-second: the per-core throughput (start-up included).
     pub events_per_cpu_sec: f64,
+    /// Events per CPU-second of processing (start-up excluded).
+    pub events_per_processing_cpu_sec: f64,
     /// Peak resident memory of the process tree, MiB.
     pub peak_rss_mib: f64,
 }
@@ -120,6 +124,8 @@ pub struct Report {
     pub spark: BoundedResult,
     /// native events per CPU-second / Spark events per CPU-second.
     pub ratio_per_core: f64,
+    /// Same, CPU of the processing only (start-up excluded).
+    pub ratio_per_core_processing: f64,
     /// Same, per wall-clock second of processing.
     pub ratio_processing_wall: f64,
     /// The freshness runs (native, then Spark).
@@ -180,11 +186,36 @@ fn sample_tree(root: u32) -> Option<(f64, f64, char)> {
     Some((cpu, rss, state))
 }
 
-/// Follows a child until it exits: (exit status, CPU seconds, peak RSS MiB).
-fn watch_tree(mut child: Child) -> anyhow::Result<(std::process::ExitStatus, f64, f64)> {
-    let (mut cpu, mut rss) = (0.0f64, 0.0f64);
+/// A followed child: exit status, CPU seconds of its process tree over time, peak
+/// RSS (MiB).
+struct Watched {
+    status: std::process::ExitStatus,
+    cpu: Vec<(Instant, f64)>,
+    peak_rss_mib: f64,
+}
+
+impl Watched {
+    /// Total CPU seconds.
+    fn cpu_seconds(&self) -> f64 {
+        self.cpu.last().map_or(0.0, |c| c.1)
+    }
+
+    /// CPU seconds spent between two instants (the nearest samples).
+    fn cpu_between(&self, from: Instant, to: Instant) -> f64 {
+        let at = |t: Instant| {
+            let i = self.cpu.partition_point(|s| s.0 < t);
+            self.cpu.get(i).or(self.cpu.last()).map_or(0.0, |s| s.1)
+        };
+        at(to) - at(from)
+    }
+}
+
+/// Follows a child until it exits, sampling its process tree every 50 ms.
+fn watch_tree(mut child: Child) -> anyhow::Result<Watched> {
+    let (mut cpu, mut rss) = (Vec::new(), 0.0f64);
     while let Some((c, r, state)) = sample_tree(child.id()) {
-        cpu = cpu.max(c);
+        let max = cpu.last().map_or(0.0, |x: &(Instant, f64)| x.1);
+        cpu.push((Instant::now(), c.max(max)));
         rss = rss.max(r);
         if state == 'Z' {
             break;
@@ -192,18 +223,41 @@ fn watch_tree(mut child: Child) -> anyhow::Result<(std::process::ExitStatus, f64
         std::thread::sleep(Duration::from_millis(50));
     }
     let status = child.wait().context("waiting for the engine")?;
-    Ok((status, cpu, rss))
+    Ok(Watched {
+        status,
+        cpu,
+        peak_rss_mib: rss,
+    })
 }
 
-/// Reads a child's stdout to the end in a thread (a full pipe would block it).
-fn drain_stdout(child: &mut Child) -> std::thread::JoinHandle<String> {
-    let mut stdout = child.stdout.take();
+/// A child's stdout, and when the last line starting with `{` (its JSON summary,
+/// printed when the work is done) arrived.
+struct Stdout {
+    text: String,
+    summary_at: Option<Instant>,
+}
+
+/// Reads a child's stdout to the end in a thread (a full pipe would block it),
+/// copying it to `log` (kept with `--keep`).
+fn drain_stdout(child: &mut Child, log: PathBuf) -> std::thread::JoinHandle<Stdout> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take();
     std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = stdout.as_mut() {
-            let _ = o.read_to_string(&mut s);
+        let mut out = Stdout {
+            text: String::new(),
+            summary_at: None,
+        };
+        if let Some(o) = stdout {
+            for line in std::io::BufReader::new(o).lines().map_while(Result::ok) {
+                if line.starts_with('{') {
+                    out.summary_at = Some(Instant::now());
+                }
+                out.text.push_str(&line);
+                out.text.push('\n');
+            }
         }
-        s
+        let _ = std::fs::write(log, &out.text);
+        out
     })
 }
 
@@ -239,15 +293,24 @@ async fn bounded(
     let a = engine_args(engine, &args.master, true);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let mut child = spawn_worker(l, config, &a)?;
-    let out = drain_stdout(&mut child);
+    let out = drain_stdout(
+        &mut child,
+        config.with_file_name(format!("{engine}-bounded.log")),
+    );
     let t0 = Instant::now();
-    let (status, cpu, rss) = tokio::task::spawn_blocking(move || watch_tree(child)).await??;
+    let watched = tokio::task::spawn_blocking(move || watch_tree(child)).await??;
     let wall = t0.elapsed().as_secs_f64();
-    let out = out.join().unwrap_or_default();
-    if !status.success() {
-        bail!("the {engine} bounded run failed ({status}): {out}");
+    let out = out
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading the {engine} output failed"))?;
+    if !watched.status.success() {
+        bail!(
+            "the {engine} bounded run failed ({}): {}",
+            watched.status,
+            out.text
+        );
     }
-    let summary = last_json(&out)?;
+    let summary = last_json(&out.text)?;
     let events = summary["consumed"].as_u64().unwrap_or(0);
     if events != args.events as u64 {
         bail!(
@@ -256,16 +319,26 @@ async fn bounded(
         );
     }
     let processing = summary["elapsed_secs"].as_f64().unwrap_or(wall);
+    let cpu = watched.cpu_seconds();
+    // The work itself: the `processing` seconds before the summary was printed.
+    let processing_cpu = out.summary_at.map_or(cpu, |end| {
+        let start = end
+            .checked_sub(Duration::from_secs_f64(processing))
+            .unwrap_or(t0);
+        watched.cpu_between(start, end)
+    });
     Ok(BoundedResult {
         engine,
         events,
         wall_seconds: wall,
         processing_seconds: processing,
         cpu_seconds: cpu,
+        processing_cpu_seconds: processing_cpu,
         events_per_sec: events as f64 / wall,
         events_per_processing_sec: events as f64 / processing.max(1e-9),
         events_per_cpu_sec: events as f64 / cpu.max(1e-9),
-        peak_rss_mib: rss,
+        events_per_processing_cpu_sec: events as f64 / processing_cpu.max(1e-9),
+        peak_rss_mib: watched.peak_rss_mib,
     })
 }
 
@@ -340,7 +413,7 @@ async fn freshness_run(
         let a = engine_args(engine, &args.master, false);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let mut child = spawn_worker(&l, &config, &a)?;
-        let out = drain_stdout(&mut child);
+        let out = drain_stdout(&mut child, config.with_file_name(format!("{engine}.log")));
         let pid = child.id();
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Seen::default();
@@ -418,7 +491,9 @@ async fn freshness_run(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let (_, _, last_rss) = tokio::task::spawn_blocking(move || watch_tree(child)).await??;
+        let last_rss = tokio::task::spawn_blocking(move || watch_tree(child))
+            .await??
+            .peak_rss_mib;
         let _ = out.join();
 
         // Start-up is not freshness: measure from the warm-up's end, and from 5 s
@@ -533,6 +608,8 @@ pub async fn run(base: &Loaded, args: &SparkBenchArgs) -> anyhow::Result<Report>
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         produce_events_per_sec: produce,
         ratio_per_core: native.events_per_cpu_sec / spark.events_per_cpu_sec.max(1e-9),
+        ratio_per_core_processing: native.events_per_processing_cpu_sec
+            / spark.events_per_processing_cpu_sec.max(1e-9),
         ratio_processing_wall: native.events_per_processing_sec
             / spark.events_per_processing_sec.max(1e-9),
         native,
