@@ -652,12 +652,7 @@ fn is_text(ty: &str) -> bool {
 }
 
 async fn run(l: &Loaded, sql: &str, what: &str) -> ResultSet {
-    let params = Params {
-        from: 0,
-        to: 0,
-        cities: Vec::new(),
-        threshold: 0.0,
-    };
+    let params = Params::new(0, 0, Vec::new(), 0.0);
     query::run_sql(&l.config.clickhouse, sql, &params)
         .await
         .unwrap_or_else(|e| panic!("{what}: {e:#}\n{sql}"))
@@ -783,12 +778,7 @@ async fn every_dashboard_query_runs_and_returns_what_its_panel_needs() {
                                 "city-stats",
                             )
                             .unwrap();
-                            let params = Params {
-                                from: t0,
-                                to: end,
-                                cities: vars["city"].clone(),
-                                threshold: 0.3,
-                            };
+                            let params = Params::new(t0, end, vars["city"].clone(), 0.3);
                             let named = query::run_sql(&l.config.clickhouse, &q.sql, &params)
                                 .await
                                 .unwrap();

@@ -51,12 +51,12 @@ async fn dataset() -> ridectl::config::Loaded {
 }
 
 fn params(cities: &[&str]) -> Params {
-    Params {
-        from: T0,
-        to: T0 + 120_000,
-        cities: cities.iter().map(|c| c.to_string()).collect(),
-        threshold: 0.3,
-    }
+    Params::new(
+        T0,
+        T0 + 120_000,
+        cities.iter().map(|c| c.to_string()).collect(),
+        0.3,
+    )
 }
 
 async fn run(l: &ridectl::config::Loaded, name: &str, p: &Params) -> query::ResultSet {
@@ -89,7 +89,28 @@ async fn named_queries_return_the_hand_computed_numbers() {
 
     let rs = run(&l, "rides-per-minute", &params(&[])).await;
     assert_eq!(rs.rows.len(), 2);
-    assert_eq!(rs.rows[0][rs.column("rides_per_minute").unwrap()], 4);
+    assert_eq!(rs.rows[0][rs.column("requests").unwrap()], 4);
+    assert_eq!(rs.rows[0][rs.column("rides_per_minute").unwrap()], 4.0);
+
+    // Two-minute buckets: berlin's 4 and prague's 2 requests share one bucket each,
+    // averaged per minute.
+    let mut p2 = params(&[]);
+    p2.step_minutes = 2;
+    let rs = run(&l, "rides-per-minute", &p2).await;
+    assert_eq!(rs.rows.len(), 2);
+    assert_eq!(
+        row(&rs, "berlin")[rs.column("rides_per_minute").unwrap()],
+        2.0
+    );
+    assert_eq!(
+        row(&rs, "prague")[rs.column("rides_per_minute").unwrap()],
+        1.0
+    );
+    let rs = run(&l, "cancellations", &p2).await;
+    assert_eq!(
+        row(&rs, "berlin")[rs.column("cancellation_rate").unwrap()],
+        0.5
+    );
 
     let rs = run(&l, "cancellations", &params(&[])).await;
     let b = row(&rs, "berlin");

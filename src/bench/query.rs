@@ -121,12 +121,7 @@ pub async fn run(
             ("24h", 86_400_000),
             ("30d", 30 * 86_400_000),
         ] {
-            let params = Params {
-                from: end - ms,
-                to: end,
-                cities: Vec::new(),
-                threshold: 0.3,
-            };
+            let params = Params::new(end - ms, end, Vec::new(), 0.3);
             let (rollup_ms, rows) = median(&ch, &named, &params, opts.runs).await?;
             let (raw_ms, raw_rows) = median(&ch, &raw, &params, opts.runs).await?;
             timings.push(QueryTiming {

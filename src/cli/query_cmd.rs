@@ -19,6 +19,7 @@ Examples:
   ridectl query city-stats                       last hour, all cities
   ridectl query cancellations --since 30m --city berlin --city prague
   ridectl query rides-per-minute --from 2026-11-26T10:00:00Z --to 2026-11-26T11:00:00Z --format csv
+  ridectl query rides-per-minute --since 7d --step 1h   hourly buckets (default: 10m for 7d)
   ridectl query city-stats --watch 10s           refresh in place until Ctrl-C
   ridectl query sql \"SELECT city, count() FROM ride_events GROUP BY city\" --format json
 
@@ -43,6 +44,10 @@ pub struct QueryArgs {
     /// Only this city (repeatable).
     #[arg(long = "city")]
     cities: Vec<String>,
+    /// Bucket of the per-minute series (whole minutes, e.g. 5m, 1h); default: 1m up
+    /// to a day, then the smallest round step that keeps 1,440 buckets or fewer.
+    #[arg(long, value_parser = parse_step)]
+    step: Option<u32>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
     format: QueryFormat,
@@ -52,6 +57,17 @@ pub struct QueryArgs {
     /// Directory of the named queries.
     #[arg(long, default_value = "sql/queries")]
     dir: std::path::PathBuf,
+}
+
+fn parse_step(s: &str) -> Result<u32, String> {
+    let d: HumanDuration = s.parse().map_err(|e| format!("{e}"))?;
+    let ms = d.as_millis_i64();
+    if ms < 60_000 || ms % 60_000 != 0 {
+        return Err(format!(
+            "{s:?} is not a whole number of minutes (e.g. 1m, 15m, 1h)"
+        ));
+    }
+    u32::try_from(ms / 60_000).map_err(|_| format!("{s:?} is too long"))
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -100,12 +116,10 @@ pub async fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<u8> {
         if from >= to {
             return exit::usage("--from must be before --to");
         }
-        let params = Params {
-            from,
-            to,
-            cities: args.cities.clone(),
-            threshold,
-        };
+        let mut params = Params::new(from, to, args.cities.clone(), threshold);
+        if let Some(step) = args.step {
+            params.step_minutes = step;
+        }
         let rs = query::run_sql(&cfg.clickhouse, &sql, &params).await?;
         let lag = if name == "freshness" {
             Some(lag_rows(cfg).await?)

@@ -2,8 +2,9 @@
 //! bound parameters (never spliced into the SQL) on the read-only ClickHouse user.
 //!
 //! Every named query may use these parameters: `{from:DateTime64(3, 'UTC')}`,
-//! `{to:DateTime64(3, 'UTC')}`, `{cities:Array(String)}` (empty: all cities) and
-//! `{threshold:Float64}` (the alert threshold).
+//! `{to:DateTime64(3, 'UTC')}`, `{cities:Array(String)}` (empty: all cities),
+//! `{threshold:Float64}` (the alert threshold) and `{step:UInt32}` (minutes per
+//! time bucket of a series: 1 up to a day, coarser beyond, see [`auto_step_minutes`]).
 
 pub mod render;
 
@@ -82,6 +83,38 @@ pub struct Params {
     pub cities: Vec<String>,
     /// Alert threshold on cancellation rates.
     pub threshold: f64,
+    /// Minutes per time bucket of the per-minute series.
+    pub step_minutes: u32,
+}
+
+impl Params {
+    /// Parameters for a range, with the bucket size chosen by [`auto_step_minutes`].
+    pub fn new(from: EpochMillis, to: EpochMillis, cities: Vec<String>, threshold: f64) -> Self {
+        Params {
+            from,
+            to,
+            cities,
+            threshold,
+            step_minutes: auto_step_minutes(from, to),
+        }
+    }
+}
+
+/// Most buckets per city a series returns when its step is chosen automatically:
+/// one day of minutes.
+pub const MAX_BUCKETS: u64 = 1440;
+
+/// The smallest "round" bucket (1, 2, 5, 10, 15, 30 minutes, 1, 2, 3, 6, 12, 24 hours)
+/// that keeps a range at [`MAX_BUCKETS`] buckets or fewer: a day or less is per
+/// minute, 30 days are half-hours. A series is for reading, and a month of minutes
+/// (345,600 rows for 8 cities) is neither readable nor fast to transfer.
+pub fn auto_step_minutes(from: EpochMillis, to: EpochMillis) -> u32 {
+    const STEPS: [u32; 12] = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440];
+    let minutes = u64::try_from(to - from).unwrap_or(0).div_ceil(60_000);
+    STEPS
+        .into_iter()
+        .find(|s| minutes.div_ceil(u64::from(*s)) <= MAX_BUCKETS)
+        .unwrap_or(1440)
 }
 
 /// A result set: column names and types, and rows as JSON values.
@@ -118,6 +151,7 @@ pub async fn run_sql(
         .param("to", format_clickhouse(params.to))
         .param("cities", &params.cities)
         .param("threshold", params.threshold)
+        .param("step", params.step_minutes)
         .with_setting("output_format_json_quote_64bit_integers", "0")
         .fetch_bytes("JSONCompactEachRowWithNamesAndTypes")?;
     let bytes = cursor.collect().await.context("query failed")?;
@@ -185,4 +219,22 @@ pub fn consumer_lag(
         out.push((e.topic().to_string(), e.partition(), (high - at).max(0)));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_keep_a_series_at_a_day_of_minutes_or_fewer() {
+        let h = 3_600_000;
+        assert_eq!(auto_step_minutes(0, h), 1);
+        assert_eq!(auto_step_minutes(0, 24 * h), 1);
+        assert_eq!(auto_step_minutes(0, 24 * h + 1), 2);
+        assert_eq!(auto_step_minutes(0, 7 * 24 * h), 10);
+        assert_eq!(auto_step_minutes(0, 30 * 24 * h), 30);
+        assert_eq!(auto_step_minutes(0, 365 * 24 * h), 720);
+        assert_eq!(auto_step_minutes(0, 10 * 365 * 24 * h), 1440);
+        assert_eq!(auto_step_minutes(5, 5), 1);
+    }
 }
