@@ -60,7 +60,7 @@ pub struct QueryArgs {
 }
 
 fn parse_step(s: &str) -> Result<u32, String> {
-    let d: HumanDuration = s.parse().map_err(|e| format!("{e}"))?;
+    let d: HumanDuration = s.parse()?;
     let ms = d.as_millis_i64();
     if ms < 60_000 || ms % 60_000 != 0 {
         return Err(format!(
