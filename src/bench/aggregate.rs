@@ -13,15 +13,17 @@
 //! Every run uses its own topics, consumer group and ClickHouse database, dropped at
 //! the end.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 
+use super::harness::{
+    bench_config, cleanup, drain_stdout, enqueue, last_json, preload, provision, sample_tree,
+    spawn_ridectl, watch_tree, write_config,
+};
 use super::synth::{Synth, SynthConfig, SynthEvent};
 use crate::aggregate::engine::{Engine, EngineConfig, Resume};
 use crate::config::{Loaded, PipelineConfig};
@@ -171,215 +173,6 @@ pub fn bench_engine(cfg: &PipelineConfig, n: usize, seed: u64) -> EngineResult {
     }
 }
 
-/// CPU seconds (user + system) and state of a process, from /proc.
-fn proc_stat(pid: u32) -> Option<(f64, char)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    // /proc reports clock ticks of USER_HZ, 100 on Linux.
-    Some(((utime + stime) / 100.0, state))
-}
-
-/// Peak RSS (VmHWM) of a process in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Follows a child until it exits: (cpu seconds, peak RSS MiB), read from /proc just
-/// before it is reaped.
-fn watch(child: &mut Child) -> anyhow::Result<(f64, f64)> {
-    let pid = child.id();
-    let (mut cpu, mut rss) = (0.0f64, 0.0f64);
-    loop {
-        if let Some(r) = peak_rss_mib(pid) {
-            rss = rss.max(r);
-        }
-        match proc_stat(pid) {
-            Some((c, state)) => {
-                cpu = cpu.max(c);
-                if state == 'Z' {
-                    break;
-                }
-            }
-            None => break,
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait().context("waiting for the worker")?;
-    Ok((cpu, rss))
-}
-
-pub(crate) fn bench_config(base: &Loaded, tag: &str) -> Loaded {
-    let mut l = base.clone();
-    let id = format!("{tag}-{}-{}", std::process::id(), now_millis());
-    let t = &mut l.config.topics;
-    for spec in [
-        &mut t.ride_events,
-        &mut t.driver_locations,
-        &mut t.aggregated,
-        &mut t.dead_letter,
-        &mut t.late_events,
-    ] {
-        spec.name = format!("{}-{id}", spec.name);
-    }
-    l.config.clickhouse.database = format!("bench_{}", id.replace('-', "_"));
-    l.config.aggregation.group_id = format!("agg-{id}");
-    l
-}
-
-/// Writes `l` as a YAML file the `ridectl` child reads with `--config`.
-pub(crate) fn write_config(l: &Loaded, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let mut value = serde_yaml::to_value(&l.config)?;
-    // Secrets serialize masked: pass them through the environment instead.
-    for (section, key) in [
-        ("clickhouse", "password"),
-        ("clickhouse", "readonly_password"),
-    ] {
-        if let Some(m) = value.get_mut(section).and_then(|s| s.as_mapping_mut()) {
-            m.insert(
-                key.into(),
-                format!("${{RIDECTL_BENCH_{}}}", key.to_uppercase()).into(),
-            );
-        }
-    }
-    if let Some(m) = value
-        .get_mut("kafka")
-        .and_then(|k| k.get_mut("security"))
-        .and_then(|s| s.as_mapping_mut())
-    {
-        m.insert(
-            "sasl_password".into(),
-            "${RIDECTL_BENCH_SASL_PASSWORD}".into(),
-        );
-    }
-    if let Some(m) = value
-        .get_mut("alerts")
-        .and_then(|a| a.get_mut("pagerduty"))
-        .and_then(|p| p.as_mapping_mut())
-    {
-        m.insert("routing_key".into(), "".into());
-    }
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&value)?)?;
-    Ok(path)
-}
-
-pub(crate) fn spawn_worker(
-    l: &Loaded,
-    config: &std::path::Path,
-    args: &[&str],
-) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("cannot find the ridectl executable")?;
-    Command::new(exe)
-        .arg("--config")
-        .arg(config)
-        .arg("--log")
-        .arg("warn")
-        .arg("aggregate")
-        .args(args)
-        .env(
-            "RIDECTL_BENCH_PASSWORD",
-            l.config.clickhouse.password.expose(),
-        )
-        .env(
-            "RIDECTL_BENCH_READONLY_PASSWORD",
-            l.config.clickhouse.readonly_password.expose(),
-        )
-        .env(
-            "RIDECTL_BENCH_SASL_PASSWORD",
-            l.config.kafka.security.sasl_password.expose(),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start the worker")
-}
-
-pub(crate) async fn provision(l: &Loaded) -> anyhow::Result<()> {
-    let cfg = &l.config;
-    let timeout = cfg.kafka.connect_timeout.get();
-    let admin = kafka::admin(&cfg.kafka)?;
-    let wanted = cfg.topics.resolved();
-    let names: Vec<String> = wanted.iter().map(|t| t.name.clone()).collect();
-    let (actual, brokers) = kafka::topics::describe(&admin, &names, timeout).await?;
-    let plan = kafka::topics::plan(&wanted, &actual, brokers)?;
-    kafka::topics::apply(&admin, &plan, timeout).await?;
-    let migrations =
-        crate::clickhouse::schema::load_dir(&l.resolve(std::path::Path::new("sql/schema")))?;
-    crate::clickhouse::schema::apply(&cfg.clickhouse, &migrations).await?;
-    Ok(())
-}
-
-pub(crate) async fn cleanup(l: &Loaded) {
-    let cfg = &l.config;
-    if let Ok(admin) = kafka::admin(&cfg.kafka) {
-        let topics = cfg.topics.resolved();
-        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
-        let _ = admin
-            .delete_topics(&names, &rdkafka::admin::AdminOptions::new())
-            .await;
-    }
-    let _ = crate::clickhouse::server_client(&cfg.clickhouse)
-        .query_raw(&format!(
-            "DROP DATABASE IF EXISTS `{}`",
-            cfg.clickhouse.database
-        ))
-        .execute()
-        .await;
-}
-
-pub(crate) fn enqueue(
-    p: &FutureProducer,
-    topic: &str,
-    e: &SynthEvent,
-) -> rdkafka::producer::DeliveryFuture {
-    let mut record = FutureRecord::to(topic)
-        .key(e.key.as_str())
-        .payload(e.json.as_bytes());
-    loop {
-        match p.send_result(record) {
-            Ok(f) => return f,
-            Err((_, back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-    }
-}
-
-pub(crate) async fn preload(l: &Loaded, n: usize, seed: u64) -> anyhow::Result<f64> {
-    let p: FutureProducer = kafka::client_config(&l.config.kafka, Role::Producer)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .create()?;
-    let topic = &l.config.topics.ride_events.name;
-    // Event times end a few minutes before now (the worker rejects future events).
-    let span_ms = (n as f64 / 50_000.0 * 60_000.0) as i64;
-    let start = now_millis() - span_ms - 10 * 60_000;
-    let t0 = Instant::now();
-    let mut pending = Vec::with_capacity(50_000);
-    for e in Synth::new(SynthConfig::new(seed, start, 50_000.0)).take(n) {
-        pending.push(enqueue(&p, topic, &e));
-        if pending.len() >= 50_000 {
-            for f in pending.drain(..) {
-                f.await?.map_err(|(e, _)| e)?;
-            }
-        }
-    }
-    for f in pending {
-        f.await?.map_err(|(e, _)| e)?;
-    }
-    Ok(n as f64 / t0.elapsed().as_secs_f64())
-}
-
 /// Reads the whole topic with one consumer thread into the engine (no outputs).
 fn bench_consume(l: &Loaded) -> anyhow::Result<ConsumeResult> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -407,8 +200,7 @@ fn bench_consume(l: &Loaded) -> anyhow::Result<ConsumeResult> {
     for p in 0..partitions {
         engine.assign(p, Resume::default(), Some(0), now_millis());
     }
-    let pid = std::process::id();
-    let cpu0 = proc_stat(pid).map_or(0.0, |s| s.0);
+    let cpu0 = super::cpu_time(false).as_secs_f64();
     let t0 = Instant::now();
     let (mut n, mut since_trigger) = (0u64, 0u64);
     let mut done = std::collections::HashSet::new();
@@ -442,7 +234,7 @@ fn bench_consume(l: &Loaded) -> anyhow::Result<ConsumeResult> {
     }
     std::hint::black_box(engine.trigger(now_millis()));
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = proc_stat(pid).map_or(0.0, |s| s.0) - cpu0;
+    let cpu = super::cpu_time(false).as_secs_f64() - cpu0;
     Ok(ConsumeResult {
         events: n,
         wall_seconds: wall,
@@ -457,15 +249,22 @@ async fn bench_bounded(
     config: &std::path::Path,
     n: usize,
 ) -> anyhow::Result<WorkerResult> {
-    let mut child = spawn_worker(l, config, &["--bounded", "--format", "json"])?;
+    let mut child = spawn_ridectl(
+        l,
+        config,
+        &["aggregate", "--bounded", "--format", "json"],
+        None,
+    )?;
+    let out = drain_stdout(&mut child, config.with_file_name("bounded.out"));
     let t0 = Instant::now();
-    let mut stdout = child.stdout.take().context("no stdout")?;
-    let (cpu, rss) = tokio::task::spawn_blocking(move || watch(&mut child)).await??;
+    let watched = tokio::task::spawn_blocking(move || watch_tree(child)).await??;
     let wall = t0.elapsed().as_secs_f64();
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut out)?;
-    let summary: serde_json::Value =
-        serde_json::from_str(&out).with_context(|| format!("bad summary: {out}"))?;
+    let out = out
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading the worker's output failed"))?
+        .text;
+    let summary = last_json(&out)?;
+    let (cpu, rss) = (watched.cpu_seconds(), watched.peak_rss_mib);
     let events = summary["consumed"].as_u64().unwrap_or(0);
     if events != n as u64 {
         bail!("the bounded run consumed {events} events, expected {n}: {out}");
@@ -507,7 +306,12 @@ async fn bench_freshness(
         probe.local_addr()?.port()
     };
     let addr = format!("127.0.0.1:{port}");
-    let mut child = spawn_worker(l, config, &["--metrics-addr", &addr, "--format", "json"])?;
+    let mut child = spawn_ridectl(
+        l,
+        config,
+        &["aggregate", "--metrics-addr", &addr, "--format", "json"],
+        None,
+    )?;
     let pid = child.id();
     let p: FutureProducer = kafka::client_config(&l.config.kafka, Role::Producer).create()?;
     let topic = l.config.topics.ride_events.name.clone();
@@ -515,7 +319,7 @@ async fn bench_freshness(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let start = now_millis();
     let t0 = Instant::now();
-    let cpu0 = proc_stat(pid).map_or(0.0, |s| s.0);
+    let cpu0 = sample_tree(pid).map_or(0.0, |s| s.0);
     let mut produced = 0u64;
     let synth = Synth::new(SynthConfig::new(args.seed + 1, start, args.rate_per_min));
     let mut pending = Vec::new();
@@ -528,7 +332,7 @@ async fn bench_freshness(
         let wait = e.time - now_millis();
         if wait > 0 {
             tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-            rss = rss.max(peak_rss_mib(pid).unwrap_or(0.0));
+            rss = rss.max(sample_tree(pid).map_or(0.0, |s| s.1));
         }
         pending.push(enqueue(&p, &topic, &e));
         produced += 1;
@@ -544,8 +348,8 @@ async fn bench_freshness(
     // Two more triggers so the last events are reflected.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let text = scrape(&addr).await?;
-    let cpu1 = proc_stat(pid).map_or(0.0, |s| s.0);
-    rss = rss.max(peak_rss_mib(pid).unwrap_or(0.0));
+    let (cpu1, last_rss) = sample_tree(pid).map_or((0.0, 0.0), |s| (s.0, s.1));
+    rss = rss.max(last_rss);
     let wall = t0.elapsed().as_secs_f64();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),

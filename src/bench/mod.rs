@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod generate;
+pub mod harness;
 pub mod query;
 pub mod spark;
 pub mod synth;

@@ -17,19 +17,18 @@
 //! first row of that window with `total_events >= k`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use rdkafka::producer::FutureProducer;
 use serde::Serialize;
 
-use super::aggregate::{
-    bench_config, cleanup, enqueue, preload, provision, spawn_worker, write_config,
+use super::harness::{
+    bench_config, cleanup, drain_stdout, enqueue, last_json, percentile, preload, provision,
+    sample_tree, spawn_ridectl, watch_tree, write_config,
 };
 use super::synth::{Synth, SynthConfig};
 use crate::config::Loaded;
@@ -132,144 +131,9 @@ pub struct Report {
     pub freshness: Vec<FreshnessResult>,
 }
 
-/// CPU seconds (own, and of reaped children) and state of one process.
-fn proc_cpu(pid: u32) -> Option<(f64, char)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    // utime, stime, cutime, cstime: clock ticks of USER_HZ (100 on Linux).
-    let ticks: f64 = (11..15).filter_map(|i| f.get(i)?.parse::<f64>().ok()).sum();
-    Some((ticks / 100.0, state))
-}
-
-fn proc_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// `pid` and its live descendants.
-fn process_tree(pid: u32) -> Vec<u32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
-            for t in tasks.flatten() {
-                if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(c.split_whitespace().filter_map(|x| x.parse::<u32>().ok()));
-                }
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-/// CPU seconds and RSS (MiB) of a process tree, and the root's state. Every process
-/// counts once: live ones with their own time, reaped ones in their parent's.
-fn sample_tree(root: u32) -> Option<(f64, f64, char)> {
-    let (root_cpu, state) = proc_cpu(root)?;
-    let tree = process_tree(root);
-    let cpu = root_cpu
-        + tree[1..]
-            .iter()
-            .filter_map(|p| proc_cpu(*p))
-            .map(|c| c.0)
-            .sum::<f64>();
-    let rss = tree.iter().map(|p| proc_rss_mib(*p)).sum();
-    Some((cpu, rss, state))
-}
-
-/// A followed child: exit status, CPU seconds of its process tree over time, peak
-/// RSS (MiB).
-struct Watched {
-    status: std::process::ExitStatus,
-    cpu: Vec<(Instant, f64)>,
-    peak_rss_mib: f64,
-}
-
-impl Watched {
-    /// Total CPU seconds.
-    fn cpu_seconds(&self) -> f64 {
-        self.cpu.last().map_or(0.0, |c| c.1)
-    }
-
-    /// CPU seconds spent between two instants (the nearest samples).
-    fn cpu_between(&self, from: Instant, to: Instant) -> f64 {
-        let at = |t: Instant| {
-            let i = self.cpu.partition_point(|s| s.0 < t);
-            self.cpu.get(i).or(self.cpu.last()).map_or(0.0, |s| s.1)
-        };
-        at(to) - at(from)
-    }
-}
-
-/// Follows a child until it exits, sampling its process tree every 50 ms.
-fn watch_tree(mut child: Child) -> anyhow::Result<Watched> {
-    let (mut cpu, mut rss) = (Vec::new(), 0.0f64);
-    while let Some((c, r, state)) = sample_tree(child.id()) {
-        let max = cpu.last().map_or(0.0, |x: &(Instant, f64)| x.1);
-        cpu.push((Instant::now(), c.max(max)));
-        rss = rss.max(r);
-        if state == 'Z' {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = child.wait().context("waiting for the engine")?;
-    Ok(Watched {
-        status,
-        cpu,
-        peak_rss_mib: rss,
-    })
-}
-
-/// A child's stdout, and when the last line starting with `{` (its JSON summary,
-/// printed when the work is done) arrived.
-struct Stdout {
-    text: String,
-    summary_at: Option<Instant>,
-}
-
-/// Reads a child's stdout to the end in a thread (a full pipe would block it),
-/// copying it to `log` (kept with `--keep`).
-fn drain_stdout(child: &mut Child, log: PathBuf) -> std::thread::JoinHandle<Stdout> {
-    use std::io::BufRead;
-    let stdout = child.stdout.take();
-    std::thread::spawn(move || {
-        let mut out = Stdout {
-            text: String::new(),
-            summary_at: None,
-        };
-        if let Some(o) = stdout {
-            for line in std::io::BufReader::new(o).lines().map_while(Result::ok) {
-                if line.starts_with('{') {
-                    out.summary_at = Some(Instant::now());
-                }
-                out.text.push_str(&line);
-                out.text.push('\n');
-            }
-        }
-        let _ = std::fs::write(log, &out.text);
-        out
-    })
-}
-
-/// The JSON summary at the end of an engine's stdout.
-fn last_json(out: &str) -> anyhow::Result<serde_json::Value> {
-    let start = out.rfind("\n{").map_or(0, |i| i + 1);
-    serde_json::from_str(&out[start..]).with_context(|| format!("no summary in: {out}"))
-}
-
 /// The arguments of `ridectl aggregate` for an engine.
 fn engine_args(engine: &'static str, master: &Option<String>, bounded: bool) -> Vec<String> {
-    let mut a: Vec<String> = Vec::new();
+    let mut a: Vec<String> = vec!["aggregate".into()];
     if engine == "spark" {
         a.extend(["--engine".into(), "spark".into()]);
         if let Some(m) = master {
@@ -292,7 +156,7 @@ async fn bounded(
 ) -> anyhow::Result<BoundedResult> {
     let a = engine_args(engine, &args.master, true);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let mut child = spawn_worker(l, config, &a)?;
+    let mut child = spawn_ridectl(l, config, &a, None)?;
     let out = drain_stdout(
         &mut child,
         config.with_file_name(format!("{engine}-bounded.log")),
@@ -392,14 +256,6 @@ fn read_outputs(l: &Loaded, stop: Arc<AtomicBool>, seen: Seen) -> anyhow::Result
     Ok(out)
 }
 
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    Some(sorted[i])
-}
-
 async fn freshness_run(
     base: &Loaded,
     dir: &std::path::Path,
@@ -412,7 +268,7 @@ async fn freshness_run(
         let config = write_config(&l, &dir.join(format!("fresh-{engine}")))?;
         let a = engine_args(engine, &args.master, false);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let mut child = spawn_worker(&l, &config, &a)?;
+        let mut child = spawn_ridectl(&l, &config, &a, None)?;
         let out = drain_stdout(&mut child, config.with_file_name(format!("{engine}.log")));
         let pid = child.id();
         let stop = Arc::new(AtomicBool::new(false));

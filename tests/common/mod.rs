@@ -61,22 +61,7 @@ pub fn isolated(tag: &str) -> Loaded {
         .with_env_filter(std::env::var("RIDECTL_TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
-    let mut l = loaded();
-    let id = unique(tag);
-    let t = &mut l.config.topics;
-    for spec in [
-        &mut t.ride_events,
-        &mut t.driver_locations,
-        &mut t.aggregated,
-        &mut t.dead_letter,
-        &mut t.late_events,
-    ] {
-        spec.name = format!("{}-{id}", spec.name);
-    }
-    l.config.clickhouse.database = format!("test_{}", id.replace('-', "_"));
-    l.config.aggregation.group_id = format!("agg-{id}");
-    l.config.ingest.group_id = format!("ingest-{id}");
-    l
+    ridectl::bench::harness::isolated(&loaded(), &unique(tag), "test")
 }
 
 /// Creates the topics and applies the schema of `l` (fails the test if the stack is
@@ -113,46 +98,11 @@ pub async fn provision_topics(l: &Loaded) {
         .unwrap();
 }
 
-/// Writes `l`'s configuration to a YAML file that the CLI can read with --config
-/// (secrets are written in clear: test stacks only).
+/// Writes `l`'s configuration to `dir/pipeline.yaml` for `ridectl --config` (see
+/// [`ridectl::bench::harness::write_config`]: secrets come from the environment,
+/// empty on the local stack).
 pub fn write_config(l: &Loaded, dir: &Path) -> PathBuf {
-    let mut value = serde_yaml::to_value(&l.config).unwrap();
-    // Secret fields serialize masked; the local stack has no passwords.
-    for (section, key) in [
-        ("clickhouse", "password"),
-        ("clickhouse", "readonly_password"),
-        ("alerts", "pagerduty"),
-    ] {
-        if let Some(m) = value.get_mut(section).and_then(|s| s.as_mapping_mut()) {
-            if key == "pagerduty" {
-                if let Some(pd) = m.get_mut("pagerduty").and_then(|p| p.as_mapping_mut()) {
-                    pd.insert("routing_key".into(), "".into());
-                }
-            } else {
-                m.insert(key.into(), "".into());
-            }
-        }
-    }
-    if let Some(k) = value
-        .get_mut("kafka")
-        .and_then(|k| k.get_mut("security"))
-        .and_then(|s| s.as_mapping_mut())
-    {
-        k.insert("sasl_password".into(), "".into());
-    }
-    // Paths relative to the project, wherever the file is written.
-    if let Some(local) = value.get_mut("local").and_then(|s| s.as_mapping_mut()) {
-        for key in ["state_dir", "cache_dir"] {
-            let p = l.resolve(Path::new(
-                local.get(key).and_then(|v| v.as_str()).unwrap_or("."),
-            ));
-            local.insert(key.into(), p.display().to_string().into());
-        }
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&value).unwrap()).unwrap();
-    path
+    ridectl::bench::harness::write_config(l, dir).unwrap()
 }
 
 /// A small deterministic set of valid ride events: `rides` rides in `cities`, each
