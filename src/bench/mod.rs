@@ -4,8 +4,10 @@
 //! makes the deterministic synthetic events some of them (and tests) use.
 
 pub mod aggregate;
+pub mod e2e;
 pub mod generate;
 pub mod harness;
+pub mod ingest;
 pub mod query;
 pub mod spark;
 pub mod synth;

@@ -1,5 +1,5 @@
 //! `ridectl bench <benchmark>`: one subcommand per benchmark (`generate`,
-//! `aggregate`, `query`).
+//! `aggregate`, `ingest`, `query`, `spark-vs-native`, `e2e`).
 
 use std::path::PathBuf;
 
@@ -17,7 +17,9 @@ Examples:
   ridectl bench generate                       the generator vs Kafka's ProducerPerformance
   ridectl bench generate --count 10000000 --rounds 3 --format json
   ridectl bench aggregate                      engine, bounded run, freshness
+  ridectl bench ingest                         raw events into ClickHouse, per core
   ridectl bench query --rows 100M              named queries vs the raw table
+  ridectl bench e2e --rate 50000/min --duration 2m   freshness of the whole pipeline
   ridectl bench spark-vs-native                both engines, same input, side by side")]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -36,6 +38,39 @@ enum BenchCommand {
     Query(QueryBenchArgs),
     /// The native worker and the Spark job on the same input, side by side.
     SparkVsNative(SparkBenchCmd),
+    /// `ridectl ingest` over pre-loaded events: events/s and per CPU-second.
+    Ingest(IngestBenchCmd),
+    /// The whole pipeline (generate, aggregate, ingest): freshness from event
+    /// timestamp to ClickHouse, raw and aggregated, throughput and lag.
+    E2e(E2eBenchCmd),
+}
+
+#[derive(Debug, Args)]
+struct IngestBenchCmd {
+    #[command(flatten)]
+    args: bench::ingest::IngestBenchArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Starts `ridectl aggregate` and `ridectl ingest` on fresh topics and a fresh
+database, then `ridectl generate --rate R --duration D`, and polls ClickHouse every
+--poll for a sample of the events: when each first shows in ride_events, and when
+city_window_metrics first counts it. Reports p50/p95/p99/max per table, throughput,
+consumer lag and CPU per process; everything is deleted afterwards (--keep keeps it).
+
+Examples:
+  ridectl bench e2e                                  50,000/min for 2 minutes
+  ridectl bench e2e --rate 500000/min --duration 3m --format json")]
+struct E2eBenchCmd {
+    #[command(flatten)]
+    args: bench::e2e::E2eBenchArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +207,24 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
                 output::print_json(&report)?;
             } else {
                 print_aggregate(&report);
+            }
+            Ok(crate::exit::OK)
+        }
+        BenchCommand::Ingest(a) => {
+            let loaded = global.load()?;
+            let report = bench::ingest::run(&loaded, &a.args).await?;
+            match a.format {
+                Format::Json => output::print_json(&report)?,
+                Format::Table => print!("{}", report.table()),
+            }
+            Ok(crate::exit::OK)
+        }
+        BenchCommand::E2e(a) => {
+            let loaded = global.load()?;
+            let report = bench::e2e::run(&loaded, &a.args).await?;
+            match a.format {
+                Format::Json => output::print_json(&report)?,
+                Format::Table => print!("{}", report.table()),
             }
             Ok(crate::exit::OK)
         }

@@ -145,36 +145,16 @@ pub async fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<u8> {
 }
 
 async fn lag_rows(cfg: &crate::config::PipelineConfig) -> anyhow::Result<ResultSet> {
-    let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || {
-        let topics = [
-            cfg.topics.ride_events.name.as_str(),
-            cfg.topics.driver_locations.name.as_str(),
-        ];
-        let mut rs = ResultSet {
-            columns: vec!["consumer_group".into(), "topic".into(), "lag".into()],
-            types: vec!["String".into(), "String".into(), "Int64".into()],
-            ..ResultSet::default()
-        };
-        let timeout = cfg.kafka.connect_timeout.get();
-        for (group, topics) in [
-            (&cfg.ingest.group_id, &topics[..]),
-            (&cfg.aggregation.group_id, &topics[..1]),
-        ] {
-            let lags = query::consumer_lag(&cfg.kafka, group, topics, timeout)?;
-            for t in topics {
-                let lag: i64 = lags
-                    .iter()
-                    .filter(|(tp, _, _)| tp == t)
-                    .map(|(_, _, l)| l)
-                    .sum();
-                rs.rows
-                    .push(vec![group.as_str().into(), (*t).into(), lag.into()]);
-            }
-        }
-        Ok(rs)
-    })
-    .await?
+    let mut rs = ResultSet {
+        columns: vec!["consumer_group".into(), "topic".into(), "lag".into()],
+        types: vec!["String".into(), "String".into(), "Int64".into()],
+        ..ResultSet::default()
+    };
+    for l in query::pipeline_lag(cfg).await? {
+        rs.rows
+            .push(vec![l.consumer_group.into(), l.topic.into(), l.lag.into()]);
+    }
+    Ok(rs)
 }
 
 fn print_result(

@@ -31,6 +31,16 @@ pub fn dedup_token(topic: &str, partition: i32, first: i64, last: i64) -> String
     format!("{topic}:{partition}:{first}:{last}")
 }
 
+/// The deduplication token of a round: every batch's range, in a stable order.
+pub fn round_token<'a>(batches: impl Iterator<Item = (&'a str, i32, i64, i64)>) -> String {
+    let mut parts: Vec<String> = batches
+        .map(|(t, p, first, last)| dedup_token(t, p, first, last))
+        .collect();
+    parts.sort();
+    let hash = twox_hash::XxHash3_64::oneshot(parts.join(",").as_bytes());
+    format!("round:{}:{hash:016x}", parts.len())
+}
+
 /// A rejected message waiting for the dead-letter topic.
 #[derive(Debug)]
 pub struct DeadLetter {
@@ -87,6 +97,8 @@ pub struct Batch {
     pub dead: Vec<DeadLetter>,
     /// Cut the batch at this offset (replaying an intent).
     pub cut_at: Option<i64>,
+    /// Replays an intent: written alone, after checking whether it landed.
+    pub replayed: bool,
 }
 
 impl Batch {
@@ -111,6 +123,7 @@ impl Batch {
             },
             dead: Vec::new(),
             cut_at: cut_at.filter(|c| *c >= offset),
+            replayed: cut_at.is_some_and(|c| c >= offset),
         }
     }
 
@@ -150,6 +163,16 @@ mod tests {
             dedup_token("ride-events", 3, 100, 180),
             "ride-events:3:100:180"
         );
+    }
+
+    #[test]
+    fn round_tokens_ignore_order_and_tell_compositions_apart() {
+        let a = round_token([("t", 1, 0, 9), ("t", 0, 5, 7)].into_iter());
+        let b = round_token([("t", 0, 5, 7), ("t", 1, 0, 9)].into_iter());
+        let c = round_token([("t", 0, 5, 8), ("t", 1, 0, 9)].into_iter());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("round:2:"));
     }
 
     #[test]

@@ -2,18 +2,28 @@
 //!
 //! One consumer reads `ride-events` and `driver-locations`. Messages are validated
 //! (the same rules as the aggregation worker) and gathered into per-partition
-//! batches bounded by `ingest.batch_max_rows` and `ingest.batch_max_wait`. Writing a
-//! batch is four steps, each retried with exponential backoff until it succeeds or
-//! the worker is told to stop:
+//! batches. When one batch is full (`ingest.batch_max_rows`) or old enough
+//! (`ingest.batch_max_wait`), every non-empty batch is written together as a
+//! *round* — one INSERT per table, however many partitions — in four steps, each
+//! retried with exponential backoff until it succeeds or the worker is told to stop:
 //!
-//! 1. commit the batch's *intent* (its offset range, as commit metadata);
-//! 2. produce its rejected messages to the dead-letter topic;
-//! 3. insert its rows with `insert_deduplication_token = topic:partition:first:last`;
-//! 4. commit the offset after the batch.
+//! 1. commit each batch's *intent* (its offset range, as commit metadata), all
+//!    partitions in one commit;
+//! 2. produce the rejected messages to the dead-letter topic;
+//! 3. insert the rows, one INSERT per table, with a deduplication token derived
+//!    from every (topic, partition, first offset, last offset) of the round (a
+//!    retried INSERT is dropped by ClickHouse);
+//! 4. commit the offsets after the batches, in one commit.
 //!
-//! A crash anywhere replays the batch with the same range (see [`batch`]), so the
-//! insert is deduplicated by ClickHouse: no row is lost or doubled. The dead-letter
-//! topic is at-least-once across a crash.
+//! A crash anywhere replays each announced batch with the same range (see
+//! [`batch`]), alone: a replayed `ride_events` batch is inserted only if none of
+//! its offsets is in the table (a round's INSERT is atomic: all its rows or none),
+//! with the token `topic:partition:first:last`, so no row is lost or doubled.
+//! `driver_locations` keeps the latest row per driver: a replay there is
+//! idempotent. The dead-letter topic is at-least-once across a crash.
+//!
+//! Fewer, larger inserts are what ClickHouse wants (each INSERT makes a part): a
+//! round every `batch_max_wait` per table instead of one per partition.
 
 pub mod batch;
 pub mod rows;
@@ -403,97 +413,279 @@ impl Worker<'_> {
         Ok(intent.map(|(_, last)| last))
     }
 
-    /// Writes every batch that is due (all non-empty ones when `all`).
+    /// Writes what is due: complete replayed batches one by one, then, when a batch
+    /// is full or old enough (or `all`), every other non-empty batch in rounds of at
+    /// most `batch_max_rows` rows.
     async fn flush(&mut self, all: bool) -> anyhow::Result<()> {
         let (max_rows, max_wait) = (
             self.cfg.ingest.batch_max_rows,
             self.cfg.ingest.batch_max_wait.get(),
         );
-        let due: Vec<(String, i32)> = self
+        let replayed: Vec<(String, i32)> = self
             .parts
             .iter()
             .filter(|(_, s)| {
-                s.batch.as_ref().is_some_and(|b| {
-                    b.is_full(max_rows, max_wait) || (all && b.messages() > 0 && b.cut_at.is_none())
-                })
+                s.batch
+                    .as_ref()
+                    .is_some_and(|b| b.replayed && b.is_full(max_rows, max_wait))
             })
             .map(|(k, _)| k.clone())
             .collect();
-        for k in due {
+        for k in replayed {
             let Some(batch) = self.parts.get_mut(&k).and_then(|s| s.batch.take()) else {
                 continue;
             };
-            if !self.write(batch).await? {
-                // Interrupted by shutdown: nothing committed; the batch is replayed later.
+            if !self.write_replayed(batch).await? {
                 return Ok(());
+            }
+        }
+        let open = |b: &Batch| !b.replayed && b.messages() > 0;
+        let due = self.parts.values().any(|s| {
+            s.batch
+                .as_ref()
+                .is_some_and(|b| open(b) && b.is_full(max_rows, max_wait))
+        });
+        if !(due || all) {
+            return Ok(());
+        }
+        let mut keys: Vec<(String, i32)> = self
+            .parts
+            .iter()
+            .filter(|(_, s)| s.batch.as_ref().is_some_and(open))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        let mut round: Vec<Batch> = Vec::new();
+        let mut rows = 0u64;
+        for k in keys {
+            let Some(batch) = self.parts.get_mut(&k).and_then(|s| s.batch.take()) else {
+                continue;
+            };
+            rows += batch.rows.len() as u64;
+            round.push(batch);
+            if rows >= max_rows {
+                if !self.write_round(std::mem::take(&mut round)).await? {
+                    return Ok(());
+                }
+                rows = 0;
+            }
+        }
+        if !round.is_empty() && !self.write_round(round).await? {
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Produces the rejected messages of `batches` to the dead-letter topic.
+    async fn dead_letters(&mut self, batches: &[Batch]) -> anyhow::Result<()> {
+        let dlq_topic = &self.cfg.topics.dead_letter.name;
+        for batch in batches {
+            for d in &batch.dead {
+                let headers = dlq::headers(&d.rejection, &batch.topic, batch.partition, d.offset);
+                let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(dlq_topic)
+                    .payload(&d.payload)
+                    .headers(headers);
+                if let Some(k) = &d.key {
+                    record = record.key(k);
+                }
+                self.producer
+                    .send(record, Duration::from_secs(300))
+                    .await
+                    .map_err(|(e, _)| anyhow::anyhow!("dead-letter produce failed: {e}"))?;
+                *self
+                    .summary
+                    .dead_letters
+                    .entry(d.rejection.reason.as_str())
+                    .or_default() += 1;
             }
         }
         Ok(())
     }
 
-    /// Writes one batch; returns false when shutdown interrupted the retries.
-    async fn write(&mut self, batch: Batch) -> anyhow::Result<bool> {
+    /// Counts the rows of written batches.
+    fn account(&mut self, batches: &[Batch]) {
+        for b in batches {
+            match &b.rows {
+                Rows::Rides(r) => self.summary.ride_rows += r.len() as u64,
+                Rows::Locations(r) => self.summary.location_rows += r.len() as u64,
+            }
+        }
+        self.summary.batches += 1;
+    }
+
+    /// Writes batches of several partitions as one round (module docs); returns
+    /// false when shutdown interrupted the retries (nothing is lost: the batches
+    /// are replayed from their intents).
+    async fn write_round(&mut self, batches: Vec<Batch>) -> anyhow::Result<bool> {
         let backoff = Backoff::from(self.cfg);
-        let (consumer, sd, retries) = (&self.consumer, &self.shutdown, &mut self.summary.retries);
-        let (topic, partition) = (batch.topic.as_str(), batch.partition);
-        let meta = batch::intent_metadata(batch.first, batch.last);
-        let intent = || async { commit(consumer, topic, partition, batch.first, &meta) };
-        if !backoff.retry("commit intent", sd, retries, intent).await {
+        let intents: Vec<(&str, i32, i64, String)> = batches
+            .iter()
+            .map(|b| {
+                let meta = batch::intent_metadata(b.first, b.last);
+                (b.topic.as_str(), b.partition, b.first, meta)
+            })
+            .collect();
+        let (consumer, sd) = (&self.consumer, &self.shutdown);
+        let commit_intents = || async { commit(consumer, &intents) };
+        if !backoff
+            .retry(
+                "commit intents",
+                sd,
+                &mut self.summary.retries,
+                commit_intents,
+            )
+            .await
+        {
             return Ok(false);
         }
-        let dlq_topic = &self.cfg.topics.dead_letter.name;
-        for d in &batch.dead {
-            let headers = dlq::headers(&d.rejection, topic, partition, d.offset);
-            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(dlq_topic)
-                .payload(&d.payload)
-                .headers(headers);
-            if let Some(k) = &d.key {
-                record = record.key(k);
+        self.dead_letters(&batches).await?;
+        for rides in [true, false] {
+            let part: Vec<&Batch> = batches
+                .iter()
+                .filter(|b| matches!(b.rows, Rows::Rides(_)) == rides && !b.rows.is_empty())
+                .collect();
+            if part.is_empty() {
+                continue;
             }
-            self.producer
-                .send(record, Duration::from_secs(300))
-                .await
-                .map_err(|(e, _)| anyhow::anyhow!("dead-letter produce failed: {e}"))?;
-            *self
-                .summary
-                .dead_letters
-                .entry(d.rejection.reason.as_str())
-                .or_default() += 1;
-        }
-        let retries = &mut self.summary.retries;
-        if !batch.rows.is_empty() {
-            let token = batch.token();
+            let token = batch::round_token(
+                part.iter()
+                    .map(|b| (b.topic.as_str(), b.partition, b.first, b.last)),
+            );
             let ch = &self.ch;
-            let write = || insert(ch.clone(), &batch.rows, token.clone());
-            if !backoff.retry("insert", sd, retries, write).await {
+            let write = || insert(ch.clone(), &part, token.clone());
+            if !backoff
+                .retry("insert", &self.shutdown, &mut self.summary.retries, write)
+                .await
+            {
                 return Ok(false);
             }
         }
-        let done = || async { commit(consumer, topic, partition, batch.last + 1, "") };
-        if !backoff.retry("commit", sd, retries, done).await {
+        let done: Vec<(&str, i32, i64, String)> = batches
+            .iter()
+            .map(|b| (b.topic.as_str(), b.partition, b.last + 1, String::new()))
+            .collect();
+        let (consumer, sd) = (&self.consumer, &self.shutdown);
+        let commit_done = || async { commit(consumer, &done) };
+        if !backoff
+            .retry("commit", sd, &mut self.summary.retries, commit_done)
+            .await
+        {
             return Ok(false);
         }
-        match &batch.rows {
-            Rows::Rides(r) => self.summary.ride_rows += r.len() as u64,
-            Rows::Locations(r) => self.summary.location_rows += r.len() as u64,
+        self.account(&batches);
+        Ok(true)
+    }
+
+    /// Writes a batch replayed from an intent, alone (module docs); false when
+    /// shutdown interrupted the retries.
+    async fn write_replayed(&mut self, batch: Batch) -> anyhow::Result<bool> {
+        let backoff = Backoff::from(self.cfg);
+        self.dead_letters(std::slice::from_ref(&batch)).await?;
+        let found = std::cell::Cell::new(false);
+        if let Rows::Rides(rows) = &batch.rows
+            && !rows.is_empty()
+        {
+            let ch = &self.ch;
+            let (lo, hi) = rows.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+                (lo.min(r.timestamp), hi.max(r.timestamp))
+            });
+            let found = &found;
+            let check = || async {
+                found.set(
+                    written_before(ch, batch.partition, batch.first, batch.last, lo, hi).await?,
+                );
+                anyhow::Ok(())
+            };
+            if !backoff
+                .retry(
+                    "check a replayed batch",
+                    &self.shutdown,
+                    &mut self.summary.retries,
+                    check,
+                )
+                .await
+            {
+                return Ok(false);
+            }
         }
-        self.summary.batches += 1;
+        let landed = found.get();
+        if landed {
+            tracing::info!(
+                "{}/{}: batch {}..={} was written before the restart; not inserting it again",
+                batch.topic,
+                batch.partition,
+                batch.first,
+                batch.last
+            );
+        } else if !batch.rows.is_empty() {
+            let token = batch.token();
+            let ch = &self.ch;
+            let part = [&batch];
+            let write = || insert(ch.clone(), &part, token.clone());
+            if !backoff
+                .retry("insert", &self.shutdown, &mut self.summary.retries, write)
+                .await
+            {
+                return Ok(false);
+            }
+        }
+        let done = [(
+            batch.topic.as_str(),
+            batch.partition,
+            batch.last + 1,
+            String::new(),
+        )];
+        let (consumer, sd) = (&self.consumer, &self.shutdown);
+        let commit_done = || async { commit(consumer, &done) };
+        if !backoff
+            .retry("commit", sd, &mut self.summary.retries, commit_done)
+            .await
+        {
+            return Ok(false);
+        }
+        if !landed {
+            self.account(std::slice::from_ref(&batch));
+        }
         Ok(true)
     }
 }
 
-/// Commits `offset` (with `metadata`) for one partition, synchronously.
-fn commit(
-    c: &IngestConsumer,
-    topic: &str,
+/// Whether any row of `ride_events` comes from `partition` at offsets
+/// `first..=last` (event times `lo..=hi` narrow the scan to the batch's span).
+async fn written_before(
+    ch: &clickhouse::Client,
     partition: i32,
-    offset: i64,
-    metadata: &str,
-) -> anyhow::Result<()> {
+    first: i64,
+    last: i64,
+    lo: i64,
+    hi: i64,
+) -> anyhow::Result<bool> {
+    let n = ch
+        .query(
+            "SELECT count() FROM ride_events \
+             WHERE timestamp BETWEEN fromUnixTimestamp64Milli(?) AND fromUnixTimestamp64Milli(?) \
+               AND kafka_partition = ? AND kafka_offset BETWEEN ? AND ?",
+        )
+        .bind(lo)
+        .bind(hi)
+        .bind(partition)
+        .bind(first)
+        .bind(last)
+        .fetch_one::<u64>()
+        .await
+        .context("look for a replayed batch in ride_events")?;
+    Ok(n > 0)
+}
+
+/// Commits `(topic, partition, offset, metadata)` for every entry at once,
+/// synchronously.
+fn commit(c: &IngestConsumer, entries: &[(&str, i32, i64, String)]) -> anyhow::Result<()> {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    if let Some(mut e) = tpl.find_partition(topic, partition) {
-        e.set_metadata(metadata);
+    for (topic, partition, offset, metadata) in entries {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        if let Some(mut e) = tpl.find_partition(topic, *partition) {
+            e.set_metadata(metadata);
+        }
     }
     c.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
         .context("offset commit")
@@ -547,24 +739,35 @@ impl Backoff {
     }
 }
 
-/// Inserts a batch's rows with its deduplication token.
-async fn insert(ch: clickhouse::Client, rows: &Rows, token: String) -> anyhow::Result<()> {
+/// Inserts the rows of `batches` (all of one table) as one INSERT with `token`.
+async fn insert(ch: clickhouse::Client, batches: &[&Batch], token: String) -> anyhow::Result<()> {
     let ch = ch
         .with_setting("insert_deduplication_token", token)
         .with_setting("insert_deduplicate", "1")
         .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
-    match rows {
-        Rows::Rides(rows) => {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    match first.rows {
+        Rows::Rides(_) => {
             let mut ins = ch.insert::<RideEventRow>("ride_events").await?;
-            for r in rows {
-                ins.write(r).await?;
+            for b in batches {
+                if let Rows::Rides(rows) = &b.rows {
+                    for r in rows {
+                        ins.write(r).await?;
+                    }
+                }
             }
             ins.end().await.context("insert into ride_events")?;
         }
-        Rows::Locations(rows) => {
+        Rows::Locations(_) => {
             let mut ins = ch.insert::<DriverLocationRow>("driver_locations").await?;
-            for r in rows {
-                ins.write(r).await?;
+            for b in batches {
+                if let Rows::Locations(rows) = &b.rows {
+                    for r in rows {
+                        ins.write(r).await?;
+                    }
+                }
             }
             ins.end().await.context("insert into driver_locations")?;
         }

@@ -221,6 +221,93 @@ pub fn consumer_lag(
     Ok(out)
 }
 
+/// Lag of one worker on one topic, messages.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerLag {
+    /// Consumer group.
+    pub consumer_group: String,
+    /// Topic.
+    pub topic: String,
+    /// Messages not yet processed: for ingest, the offsets not committed (a
+    /// commit follows every insert); for aggregate, the offsets past the position
+    /// it recorded in `aggregate_progress` (its Kafka commit trails by the open
+    /// windows, up to a window length: that is replay distance, not lag).
+    pub lag: i64,
+}
+
+/// The lag of the ingest and aggregate workers configured in `cfg`.
+pub async fn pipeline_lag(cfg: &crate::config::PipelineConfig) -> anyhow::Result<Vec<WorkerLag>> {
+    let rides = cfg.topics.ride_events.name.clone();
+    let locations = cfg.topics.driver_locations.name.clone();
+    let (k, group) = (cfg.kafka.clone(), cfg.ingest.group_id.clone());
+    let timeout = cfg.kafka.connect_timeout.get();
+    let (ingest, ends) = tokio::task::spawn_blocking(move || {
+        let lags = consumer_lag(&k, &group, &[&rides, &locations], timeout)?;
+        let ends = end_offsets(&k, &rides, timeout)?;
+        anyhow::Ok((lags, ends))
+    })
+    .await??;
+    let mut out = Vec::new();
+    for t in [
+        &cfg.topics.ride_events.name,
+        &cfg.topics.driver_locations.name,
+    ] {
+        out.push(WorkerLag {
+            consumer_group: cfg.ingest.group_id.clone(),
+            topic: t.clone(),
+            lag: ingest.iter().filter(|x| &x.0 == t).map(|x| x.2).sum(),
+        });
+    }
+    let positions: Vec<(i32, i64)> = crate::clickhouse::client(&cfg.clickhouse, Access::Read)
+        .query(
+            "SELECT partition, position FROM aggregate_progress FINAL \
+             WHERE group_id = ? AND topic = ? AND partition >= 0",
+        )
+        .bind(&cfg.aggregation.group_id)
+        .bind(&cfg.topics.ride_events.name)
+        .fetch_all()
+        .await
+        .context("read aggregate_progress")?;
+    let lag = ends
+        .iter()
+        .map(|(p, (low, high))| {
+            let at = positions
+                .iter()
+                .find(|x| x.0 == *p)
+                .map_or(*low, |x| x.1.max(*low));
+            (high - at).max(0)
+        })
+        .sum();
+    out.push(WorkerLag {
+        consumer_group: cfg.aggregation.group_id.clone(),
+        topic: cfg.topics.ride_events.name.clone(),
+        lag,
+    });
+    Ok(out)
+}
+
+/// (partition, (low, high) watermarks) of every partition of `topic`.
+fn end_offsets(
+    k: &crate::config::KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<(i32, (i64, i64))>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = crate::kafka::client_config(k, crate::kafka::Role::Consumer)
+        .create()
+        .context("cannot create a Kafka client")?;
+    let md = c
+        .fetch_metadata(Some(topic), timeout)
+        .with_context(|| format!("metadata of {topic}"))?;
+    let mut out = Vec::new();
+    for t in md.topics().iter().filter(|x| x.error().is_none()) {
+        for p in t.partitions() {
+            out.push((p.id(), c.fetch_watermarks(topic, p.id(), timeout)?));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
