@@ -30,7 +30,7 @@ pub enum Access {
 
 impl Access {
     /// The user name and configuration key this access uses.
-    pub fn user<'a>(self, c: &'a ClickHouseConfig) -> (&'a str, &'static str) {
+    pub fn user(self, c: &ClickHouseConfig) -> (&str, &'static str) {
         match self {
             Access::Read if !c.readonly_user.is_empty() => {
                 (&c.readonly_user, "clickhouse.readonly_password")
@@ -145,6 +145,22 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
+/// An error with its sources (`network error: client error (Connect): ... certificate
+/// verify failed`): the TLS detail is only in the sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// True when ClickHouse refused the credentials (`AUTHENTICATION_FAILED`,
 /// `WRONG_PASSWORD`, `UNKNOWN_USER`, `REQUIRED_PASSWORD`).
 pub fn is_auth_error(e: &clickhouse::error::Error) -> bool {
@@ -190,8 +206,9 @@ pub async fn version_as(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if is_auth_error(&e) => Err(auth_failed(c, access).into()),
         Ok(Err(e)) => Err(Unavailable(format!(
-            "ClickHouse at {} answered with an error: {e}",
-            display_url(&c.url)
+            "ClickHouse at {} answered with an error: {}",
+            display_url(&c.url),
+            error_chain(&e)
         )))
         .context("checking the ClickHouse connection"),
         Err(_) => Err(Unavailable(format!(
@@ -217,7 +234,10 @@ mod tests {
             display_url("https://u:pw@ch.example:8443/x?y"),
             "https://ch.example:8443/x?y"
         );
-        assert_eq!(display_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
+        assert_eq!(
+            display_url("http://127.0.0.1:8123"),
+            "http://127.0.0.1:8123"
+        );
     }
 
     #[test]

@@ -105,7 +105,11 @@ pub fn cluster_info(k: &KafkaConfig, timeout: Duration) -> anyhow::Result<Cluste
             codes.push(e.rdkafka_error_code());
         }
         codes.extend(consumer.context().errors().into_iter().map(Some));
-        if let Some(failed) = codes.into_iter().flatten().find_map(|c| security_failure(k, c)) {
+        if let Some(failed) = codes
+            .into_iter()
+            .flatten()
+            .find_map(|c| security_failure(k, c))
+        {
             return Err(failed.into());
         }
         if Instant::now() >= deadline {

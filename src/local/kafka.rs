@@ -222,9 +222,7 @@ impl KafkaCluster {
             pairs.extend([
                 (
                     "listeners",
-                    format!(
-                        "PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"
-                    ),
+                    format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"),
                 ),
                 (
                     "advertised.listeners",
