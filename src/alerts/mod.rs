@@ -264,7 +264,7 @@ pub async fn observe(
     let unavailable = |why: String| {
         anyhow::Error::new(Unavailable(format!(
             "ClickHouse at {} {why}",
-            cfg.clickhouse.url
+            crate::clickhouse::display_url(&cfg.clickhouse.url)
         )))
     };
     let bytes = match tokio::time::timeout(timeout, cursor.collect()).await {

@@ -190,7 +190,18 @@ fn clickhouse(c: &ClickHouseConfig, out: &mut Problems) {
         push(
             out,
             "clickhouse.url",
-            format!("{:?} must start with http:// or https://", c.url),
+            format!(
+                "{:?} must start with http:// or https://",
+                crate::clickhouse::display_url(&c.url)
+            ),
+        );
+    }
+    if crate::clickhouse::display_url(&c.url) != c.url {
+        push(
+            out,
+            "clickhouse.url",
+            "must not contain credentials (user:password@); use clickhouse.user and \
+             clickhouse.password (from the environment)",
         );
     }
     if !is_identifier(&c.database) {

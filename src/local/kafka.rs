@@ -546,3 +546,73 @@ fn health_config(base: u16, brokers: usize, sasl_ssl: bool) -> KafkaConfig {
         ..KafkaConfig::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(sasl_ssl: Option<SaslSsl>) -> KafkaCluster {
+        KafkaCluster {
+            paths: Paths {
+                project: PathBuf::from("/p"),
+                state: PathBuf::from("/p/state"),
+                cache: PathBuf::from("/p/cache"),
+            },
+            brokers: 1,
+            base_port: 29092,
+            heap: "512M".into(),
+            sasl_ssl,
+        }
+    }
+
+    fn secured() -> SaslSsl {
+        SaslSsl {
+            cert: PathBuf::from("/tls/server.pem"),
+            key: PathBuf::from("/tls/server.key"),
+            users: vec![("ridectl".into(), Secret::new("s3cret-pw"))],
+        }
+    }
+
+    #[test]
+    fn plaintext_properties_are_unchanged() {
+        let p = cluster(None).properties(1);
+        assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:30092\n"));
+        assert!(p.contains("inter.broker.listener.name=PLAINTEXT\n"));
+        assert!(!p.contains("sasl") && !p.contains("ssl."), "{p}");
+        assert!(cluster(None).scram_args().is_empty());
+    }
+
+    #[test]
+    fn sasl_ssl_properties_keep_internal_listeners_plaintext() {
+        let c = cluster(Some(secured()));
+        let p = c.properties(1);
+        for line in [
+            "listeners=SASL_SSL://127.0.0.1:29092,INTERNAL://127.0.0.1:31092,CONTROLLER://127.0.0.1:30092",
+            "advertised.listeners=SASL_SSL://127.0.0.1:29092,INTERNAL://127.0.0.1:31092",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=INTERNAL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "ssl.keystore.type=PEM",
+            "ssl.keystore.location=/p/state/kafka-1/keystore.pem",
+        ] {
+            assert!(p.contains(&format!("{line}\n")), "{line} missing:\n{p}");
+        }
+        assert!(!p.contains("s3cret-pw"), "a password in server.properties");
+        assert_eq!(
+            c.scram_args(),
+            [
+                "--add-scram",
+                "SCRAM-SHA-512=[name=ridectl,password=s3cret-pw]"
+            ]
+        );
+        assert_eq!(c.redact("bad [password=s3cret-pw]"), "bad [password=****]");
+        assert_eq!(
+            health_config(29092, 1, true).bootstrap_servers,
+            "127.0.0.1:31092"
+        );
+        assert_eq!(
+            health_config(29092, 1, false).bootstrap_servers,
+            "127.0.0.1:29092"
+        );
+    }
+}
