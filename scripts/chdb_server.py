@@ -11,7 +11,8 @@ clickhouse-connect and curl:
 * streaming INSERTs in any input format, with ClickHouse's compressed-block framing
   (`decompress=1`) and HTTP `Content-Encoding`;
 * results in ClickHouse's block framing (`compress=1`) and/or HTTP compression;
-* ClickHouse-style errors, users with passwords and read-only users.
+* ClickHouse-style errors, users with passwords and read-only users;
+* HTTPS (`--tls-cert`/`--tls-key`), the handshake done on the connection's own thread.
 
 Each request runs on its own short-lived chDB connection, i.e. a fresh ClickHouse session,
 exactly like a sessionless request to clickhouse-server: settings, SET and USE never leak
@@ -36,6 +37,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -779,6 +781,11 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.server.forget(self)
 
+    def setup(self):
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()  # on this thread, under the socket timeout
+
     def parse_request(self):
         self.server.request_started(self)
         return super().parse_request()
@@ -1012,7 +1019,8 @@ class Server(ThreadingHTTPServer):
     block_on_close = True
     request_queue_size = 128
 
-    def __init__(self, address, engine, users):
+    def __init__(self, address, engine, users, ssl_context=None):
+        self.ssl_context = ssl_context
         self.engine = engine
         self.errors = engine.errors
         self.users = users
@@ -1023,6 +1031,13 @@ class Server(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
+
+    def get_request(self):
+        sock, address = super().get_request()
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False)
+        return sock, address
 
     def handle_error(self, request, client_address):
         """Failures outside a request, e.g. a connection reset while idle."""
@@ -1070,7 +1085,22 @@ def parse_args(argv):
     parser.add_argument("--users-file", help='JSON: {"users": {"name": {"password": "...", '
                                              '"readonly": false}}}')
     parser.add_argument("--log-file", help="log here instead of stderr")
-    return parser.parse_args(argv)
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    return args
+
+
+def tls_context(cert, key):
+    """A server-side TLS context (TLS 1.2+), or None without a certificate."""
+    if not cert:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def main(argv=None):
@@ -1085,12 +1115,14 @@ def main(argv=None):
             print(f"cannot open {args.path}: {exc}", file=sys.stderr)
         return 1
     try:
-        server = Server((args.host, args.port), engine, Users(args.users_file, engine.errors))
+        server = Server((args.host, args.port), engine, Users(args.users_file, engine.errors),
+                        tls_context(args.tls_cert, args.tls_key))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: threading.Thread(target=server.stop).start())
         host, port = server.server_address[:2]
-        print(f"ready on http://{host}:{port}", flush=True)
-        log.info("serving %s on http://%s:%d", engine.path, host, port)
+        scheme = "https" if server.ssl_context else "http"
+        print(f"ready on {scheme}://{host}:{port}", flush=True)
+        log.info("serving %s on %s://%s:%d", engine.path, scheme, host, port)
         server.serve_forever(poll_interval=0.2)
         server.server_close()
     finally:

@@ -6,6 +6,7 @@
 //! | 1 | the command failed (details on stderr) |
 //! | 2 | usage error: a flag or argument is wrong; nothing was done |
 //! | 69 | a dependency (Kafka, ClickHouse) is unavailable |
+//! | 77 | Kafka or ClickHouse refused the credentials (authentication failed) |
 //! | 78 | configuration error in pipeline.yaml; nothing was done |
 //! | 130 | interrupted by a second Ctrl-C |
 
@@ -19,6 +20,8 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// A service the command needs did not answer (`EX_UNAVAILABLE`).
 pub const UNAVAILABLE: u8 = 69;
+/// Kafka or ClickHouse refused the credentials (`EX_NOPERM`).
+pub const AUTH: u8 = 77;
 /// Bad configuration (`EX_CONFIG`).
 pub const CONFIG: u8 = 78;
 /// Interrupted.
@@ -48,6 +51,19 @@ impl fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
+/// Kafka or ClickHouse refused the credentials: never retried. The message names
+/// the user, the mechanism and the setting to check, never the secret.
+#[derive(Debug)]
+pub struct AuthFailed(pub String);
+
+impl fmt::Display for AuthFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AuthFailed {}
+
 /// Returns a usage error (exit code 2) naming the flag.
 pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
     Err(UsageError(msg.into()).into())
@@ -61,6 +77,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<UsageError>() {
             return USAGE;
+        }
+        if cause.is::<AuthFailed>() {
+            return AUTH;
         }
         if cause.is::<Unavailable>() {
             return UNAVAILABLE;

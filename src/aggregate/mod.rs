@@ -293,7 +293,7 @@ pub async fn run(
     let topic = cfg.topics.ride_events.name.clone();
     let timeout = cfg.kafka.connect_timeout.get();
     ch::version(&cfg.clickhouse, Duration::from_secs(10)).await?;
-    let client = ch::client(&cfg.clickhouse, Access::Write);
+    let client = ch::try_client(&cfg.clickhouse, Access::Write)?;
     check_tables(&client, &a.output_table).await?;
     let kcfg = cfg.kafka.clone();
     tokio::task::spawn_blocking(move || kafka::cluster_info(&kcfg, timeout)).await??;

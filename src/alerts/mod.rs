@@ -250,7 +250,7 @@ pub async fn observe(
     rule: &AlertRule,
     window: Window,
 ) -> anyhow::Result<Vec<Observation>> {
-    let client = crate::clickhouse::client(&cfg.clickhouse, Access::Read);
+    let client = crate::clickhouse::try_client(&cfg.clickhouse, Access::Read)?;
     let mut cursor = client
         .query_raw(RULE_SQL)
         .param("from", format_clickhouse(window.from))
@@ -264,7 +264,7 @@ pub async fn observe(
     let unavailable = |why: String| {
         anyhow::Error::new(Unavailable(format!(
             "ClickHouse at {} {why}",
-            cfg.clickhouse.url
+            crate::clickhouse::display_url(&cfg.clickhouse.url)
         )))
     };
     let bytes = match tokio::time::timeout(timeout, cursor.collect()).await {
@@ -273,6 +273,9 @@ pub async fn observe(
             e @ (clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut),
         )) => {
             return Err(unavailable(format!("cannot be reached: {e}")));
+        }
+        Ok(Err(e)) if crate::clickhouse::is_auth_error(&e) => {
+            return Err(crate::clickhouse::auth_failed(&cfg.clickhouse, Access::Read).into());
         }
         Ok(result) => result,
     }

@@ -15,7 +15,13 @@ Examples:
   ridectl local status --format json
   ridectl local down --purge       stop everything and delete the local data
 
-Kafka jars and the chDB virtualenv come from scripts/setup.sh.")]
+Kafka jars and the chDB virtualenv come from scripts/setup.sh.
+
+Secured stack (docs/security.md): with local.kafka_sasl_ssl {cert, key, users} in
+pipeline.yaml the client listener is SASL_SSL (SCRAM-SHA-512 users created when the
+storage is first formatted; PLAINTEXT inter-broker listener on kafka_port + 2000);
+with local.clickhouse_tls {cert, key} the ClickHouse endpoint serves HTTPS, and
+STATE_DIR/clickhouse-users.json gives it users, passwords and read-only users.")]
 pub struct LocalArgs {
     #[command(subcommand)]
     action: LocalAction,

@@ -33,7 +33,8 @@ Examples:
 
 Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
 --profile / RIDECTL_PROFILE says otherwise.
-Exit codes: 0 ok, 1 failure, 2 usage, 69 dependency unavailable, 78 bad configuration.";
+Exit codes: 0 ok, 1 failure, 2 usage, 69 dependency unavailable, 77 authentication
+failed (Kafka or ClickHouse refused the credentials), 78 bad configuration.";
 
 /// ridectl: a real-time ride analytics pipeline on Kafka and ClickHouse.
 #[derive(Debug, Parser)]

@@ -128,12 +128,12 @@ pub fn split_statements(sql: &str) -> Vec<String> {
 }
 
 async fn ensure_bookkeeping(c: &ClickHouseConfig) -> anyhow::Result<clickhouse::Client> {
-    super::server_client(c)
+    super::try_server_client(c)?
         .query_raw(&format!("CREATE DATABASE IF NOT EXISTS `{}`", c.database))
         .execute()
         .await
         .with_context(|| format!("cannot create database {}", c.database))?;
-    let client = super::client(c, super::Access::Write);
+    let client = super::try_client(c, super::Access::Write)?;
     client
         .query_raw(
             "CREATE TABLE IF NOT EXISTS schema_migrations \

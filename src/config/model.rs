@@ -330,6 +330,10 @@ pub struct ClickHouseConfig {
     pub readonly_password: Secret,
     /// Per-request timeout.
     pub request_timeout: HumanDuration,
+    /// PEM file of the CA that signed the server's certificate, for `https://` URLs
+    /// whose certificate the system trust store does not cover (self-signed CAs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_location: Option<PathBuf>,
 }
 
 impl Default for ClickHouseConfig {
@@ -343,6 +347,7 @@ impl Default for ClickHouseConfig {
             readonly_user: String::new(),
             readonly_password: Secret::default(),
             request_timeout: HumanDuration::from_secs(30),
+            ca_location: None,
         }
     }
 }
@@ -670,6 +675,45 @@ pub struct LocalConfig {
     pub clickhouse_port: u16,
     /// JVM heap of each local broker.
     pub kafka_heap: String,
+    /// Serve clients on a SASL_SSL listener (SCRAM-SHA-512 over TLS) instead of
+    /// PLAINTEXT; absent: PLAINTEXT, as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_sasl_ssl: Option<LocalKafkaSaslSsl>,
+    /// Serve the ClickHouse endpoint over HTTPS; absent: plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clickhouse_tls: Option<LocalTls>,
+}
+
+/// A TLS server identity: certificate chain and private key, both PEM files.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTls {
+    /// PEM certificate (chain) of the server; must name 127.0.0.1 in its SANs.
+    pub cert: PathBuf,
+    /// Unencrypted PKCS#8 PEM private key of `cert`.
+    pub key: PathBuf,
+}
+
+/// The local brokers' SASL_SSL client listener.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalKafkaSaslSsl {
+    /// PEM certificate (chain) of the brokers; must name 127.0.0.1 in its SANs.
+    pub cert: PathBuf,
+    /// Unencrypted PKCS#8 PEM private key of `cert`.
+    pub key: PathBuf,
+    /// SCRAM-SHA-512 users created when the storage is formatted (first start).
+    pub users: Vec<ScramUser>,
+}
+
+/// A SCRAM user of the local brokers.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScramUser {
+    /// User name.
+    pub name: String,
+    /// Password (from the environment: `${KAFKA_PASSWORD}`).
+    pub password: Secret,
 }
 
 impl Default for LocalConfig {
@@ -680,6 +724,8 @@ impl Default for LocalConfig {
             kafka_port: 9092,
             clickhouse_port: 8123,
             kafka_heap: "1G".into(),
+            kafka_sasl_ssl: None,
+            clickhouse_tls: None,
         }
     }
 }

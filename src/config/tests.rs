@@ -242,3 +242,11 @@ alerts:
         "{msgs:?}"
     );
 }
+
+#[test]
+fn credentials_in_the_clickhouse_url_are_refused_without_echoing_them() {
+    let ps = problems("clickhouse: {url: 'https://u:hunter2@ch:8443'}\n");
+    let p = ps.iter().find(|p| p.path == "clickhouse.url").unwrap();
+    assert!(p.message.contains("must not contain credentials"), "{ps:?}");
+    assert!(ps.iter().all(|p| !p.message.contains("hunter2")), "{ps:?}");
+}

@@ -29,7 +29,38 @@ pub fn validate(c: &PipelineConfig) -> Problems {
     if c.local.kafka_port == 0 || c.local.clickhouse_port == 0 {
         push(&mut out, "local", "ports must be between 1 and 65535");
     }
+    local_security(&c.local, &mut out);
     out
+}
+
+/// SCRAM credentials travel to `kafka-storage format --add-scram
+/// 'SCRAM-SHA-512=[name=N,password=P]'`, whose syntax cannot quote these characters.
+fn local_security(l: &LocalConfig, out: &mut Problems) {
+    let Some(s) = &l.kafka_sasl_ssl else { return };
+    if s.users.is_empty() {
+        push(
+            out,
+            "local.kafka_sasl_ssl.users",
+            "must list at least one SCRAM user",
+        );
+    }
+    let unquotable = |v: &str| v.is_empty() || v.contains([',', '[', ']', '"', '=', ' ']);
+    for (i, u) in s.users.iter().enumerate() {
+        if unquotable(&u.name) {
+            push(
+                out,
+                &format!("local.kafka_sasl_ssl.users[{i}].name"),
+                "must be non-empty without , [ ] \" = or spaces",
+            );
+        }
+        if unquotable(u.password.expose()) {
+            push(
+                out,
+                &format!("local.kafka_sasl_ssl.users[{i}].password"),
+                "must be non-empty without , [ ] \" = or spaces",
+            );
+        }
+    }
 }
 
 fn push(out: &mut Problems, path: &str, msg: impl Into<String>) {
@@ -159,7 +190,18 @@ fn clickhouse(c: &ClickHouseConfig, out: &mut Problems) {
         push(
             out,
             "clickhouse.url",
-            format!("{:?} must start with http:// or https://", c.url),
+            format!(
+                "{:?} must start with http:// or https://",
+                crate::clickhouse::display_url(&c.url)
+            ),
+        );
+    }
+    if crate::clickhouse::display_url(&c.url) != c.url {
+        push(
+            out,
+            "clickhouse.url",
+            "must not contain credentials (user:password@); use clickhouse.user and \
+             clickhouse.password (from the environment)",
         );
     }
     if !is_identifier(&c.database) {

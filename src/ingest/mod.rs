@@ -174,6 +174,13 @@ pub async fn run(
     let timeout = cfg.kafka.connect_timeout.get();
     let kcfg = cfg.kafka.clone();
     tokio::task::spawn_blocking(move || kafka::cluster_info(&kcfg, timeout)).await??;
+    // Refused credentials end the run at once; ClickHouse being down does not (the
+    // inserts are retried with backoff until it is back).
+    match crate::clickhouse::version(&cfg.clickhouse, Duration::from_secs(3)).await {
+        Err(e) if e.chain().any(|c| c.is::<crate::exit::AuthFailed>()) => return Err(e),
+        Err(e) => tracing::warn!("{e:#}; inserts will be retried until it answers"),
+        Ok(_) => {}
+    }
 
     let mut cc = kafka::client_config(&cfg.kafka, Role::Consumer);
     cc.set("group.id", &cfg.ingest.group_id)
@@ -212,7 +219,7 @@ pub async fn run(
         cfg,
         consumer,
         producer,
-        ch: crate::clickhouse::client(&cfg.clickhouse, Access::Write),
+        ch: crate::clickhouse::try_client(&cfg.clickhouse, Access::Write)?,
         parts: HashMap::new(),
         summary: IngestSummary::default(),
         shutdown,

@@ -1,5 +1,6 @@
 //! The ClickHouse-compatible HTTP endpoint over chDB (`scripts/chdb_server.py`).
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,13 @@ use crate::config::{LocalConfig, PipelineConfig};
 /// Component name (pid and log file).
 pub const NAME: &str = "clickhouse";
 
-/// Starts the endpoint unless it is running.
-pub fn start(paths: &Paths, local: &LocalConfig) -> anyhow::Result<()> {
+/// Starts the endpoint unless it is running; `tls` (certificate and key PEM files)
+/// makes it serve HTTPS.
+pub fn start(
+    paths: &Paths,
+    local: &LocalConfig,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> anyhow::Result<()> {
     if process::running(&paths.pid(NAME)).is_some() {
         return Ok(());
     }
@@ -38,6 +44,17 @@ pub fn start(paths: &Paths, local: &LocalConfig) -> anyhow::Result<()> {
     let users = paths.state.join("clickhouse-users.json");
     if users.exists() {
         cmd.arg("--users-file").arg(&users);
+    }
+    if let Some((cert, key)) = tls {
+        for f in [&cert, &key] {
+            if !f.is_file() {
+                bail!(
+                    "local.clickhouse_tls: {} does not exist (a PEM file is needed)",
+                    f.display()
+                );
+            }
+        }
+        cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
     }
     process::spawn(cmd, &paths.log(NAME), &paths.pid(NAME), &paths.marker())?;
     Ok(())
@@ -87,7 +104,15 @@ pub async fn status(paths: &Paths, cfg: &PipelineConfig) -> ComponentStatus {
     ComponentStatus {
         name: NAME.into(),
         pid,
-        address: format!("http://127.0.0.1:{}", cfg.local.clickhouse_port),
+        address: format!(
+            "{}://127.0.0.1:{}",
+            if cfg.local.clickhouse_tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            cfg.local.clickhouse_port
+        ),
         state,
         detail,
     }

@@ -1,5 +1,11 @@
 //! Local Apache Kafka brokers in KRaft mode: every node is broker and controller,
 //! with a static controller quorum, listening on 127.0.0.1.
+//!
+//! Ports of node `i` (0-based): clients `kafka_port + i`, controller
+//! `kafka_port + 1000 + i`. With [`SaslSsl`], the client listener speaks SASL_SSL
+//! (SCRAM-SHA-512 over TLS, PEM keystore) and a PLAINTEXT `INTERNAL` listener on
+//! `kafka_port + 2000 + i` carries inter-broker traffic and `ridectl local`'s own
+//! health checks; controllers stay PLAINTEXT. Everything binds 127.0.0.1.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -13,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{ComponentStatus, Paths, process};
 use crate::config::{KafkaConfig, LocalConfig};
+use crate::units::Secret;
+
+/// The only SASL mechanism of the local SASL_SSL listener.
+pub const SCRAM_MECHANISM: &str = "SCRAM-SHA-512";
 
 /// What was chosen when the cluster's storage was formatted.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -20,6 +30,20 @@ struct ClusterMeta {
     cluster_id: String,
     brokers: usize,
     base_port: u16,
+    /// The client listener is SASL_SSL (SCRAM users were added at format time).
+    #[serde(default)]
+    sasl_ssl: bool,
+}
+
+/// A SASL_SSL client listener: the brokers' TLS identity and SCRAM users.
+#[derive(Clone, Debug)]
+pub struct SaslSsl {
+    /// PEM certificate (chain) of the brokers.
+    pub cert: PathBuf,
+    /// Unencrypted PKCS#8 PEM key of `cert`.
+    pub key: PathBuf,
+    /// SCRAM-SHA-512 users (name, password) created when storage is formatted.
+    pub users: Vec<(String, Secret)>,
 }
 
 /// A local cluster of `brokers` combined broker/controller nodes.
@@ -29,6 +53,13 @@ pub struct KafkaCluster {
     brokers: usize,
     base_port: u16,
     heap: String,
+    sasl_ssl: Option<SaslSsl>,
+}
+
+/// Port of node `i`'s (0-based) PLAINTEXT inter-broker listener when the client
+/// listener is SASL_SSL.
+fn internal_port(base: u16, i: usize) -> u16 {
+    base + 2000 + i as u16
 }
 
 fn node_name(i: usize) -> String {
@@ -38,7 +69,15 @@ fn node_name(i: usize) -> String {
 impl KafkaCluster {
     /// A cluster description; checks that the jars are present and that an existing
     /// state directory was formatted for the same number of brokers.
-    pub fn new(paths: &Paths, local: &LocalConfig, brokers: usize) -> anyhow::Result<Self> {
+    ///
+    /// `sasl_ssl` (paths already resolved) switches the client listener to SASL_SSL;
+    /// a state directory formatted the other way is refused.
+    pub fn new(
+        paths: &Paths,
+        local: &LocalConfig,
+        brokers: usize,
+        sasl_ssl: Option<SaslSsl>,
+    ) -> anyhow::Result<Self> {
         if !(brokers == 1 || brokers == 3) {
             bail!("--brokers must be 1 or 3 (got {brokers})");
         }
@@ -60,6 +99,7 @@ impl KafkaCluster {
             brokers,
             base_port: local.kafka_port,
             heap: local.kafka_heap.clone(),
+            sasl_ssl,
         };
         if let Some(meta) = cluster.read_meta()?
             && (meta.brokers != brokers || meta.base_port != local.kafka_port)
@@ -72,6 +112,31 @@ impl KafkaCluster {
                 meta.base_port,
                 local.kafka_port
             );
+        }
+        if let Some(meta) = cluster.read_meta()?
+            && meta.sasl_ssl != cluster.sasl_ssl.is_some()
+        {
+            let (was, now) = if meta.sasl_ssl {
+                ("SASL_SSL", "PLAINTEXT")
+            } else {
+                ("PLAINTEXT", "SASL_SSL")
+            };
+            bail!(
+                "the local Kafka state in {} was formatted with a {was} client listener, not {now} \
+                     (SCRAM users are created at format time); run `ridectl local down --purge` \
+                     to start over, or use another local.state_dir",
+                paths.state.display()
+            );
+        }
+        if let Some(s) = &cluster.sasl_ssl {
+            for f in [&s.cert, &s.key] {
+                if !f.is_file() {
+                    bail!(
+                        "local.kafka_sasl_ssl: {} does not exist (a PEM file is needed)",
+                        f.display()
+                    );
+                }
+            }
         }
         Ok(cluster)
     }
@@ -110,32 +175,67 @@ impl KafkaCluster {
             .map(|i| format!("{i}@127.0.0.1:{}", self.controller_port(i - 1)))
             .collect();
         let dir = self.paths.state.join(node_name(node));
+        let controller = self.controller_port(node - 1);
         let mut p = String::new();
         let _ = writeln!(
             p,
             "# Written by `ridectl local up`; regenerated at every start."
         );
-        let pairs: Vec<(&str, String)> = vec![
+        let mut pairs: Vec<(&str, String)> = vec![
             ("process.roles", "broker,controller".into()),
             ("node.id", node.to_string()),
             ("controller.quorum.voters", voters.join(",")),
-            (
-                "listeners",
-                format!(
-                    "PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{}",
-                    self.controller_port(node - 1)
-                ),
-            ),
-            (
-                "advertised.listeners",
-                format!("PLAINTEXT://127.0.0.1:{port}"),
-            ),
-            (
-                "listener.security.protocol.map",
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
-            ),
             ("controller.listener.names", "CONTROLLER".into()),
-            ("inter.broker.listener.name", "PLAINTEXT".into()),
+        ];
+        if self.sasl_ssl.is_some() {
+            let internal = internal_port(self.base_port, node - 1);
+            pairs.extend([
+                (
+                    "listeners",
+                    format!(
+                        "SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal},\
+                         CONTROLLER://127.0.0.1:{controller}"
+                    ),
+                ),
+                (
+                    "advertised.listeners",
+                    format!("SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal}"),
+                ),
+                (
+                    "listener.security.protocol.map",
+                    "SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+                ),
+                ("inter.broker.listener.name", "INTERNAL".into()),
+                ("sasl.enabled.mechanisms", SCRAM_MECHANISM.into()),
+                (
+                    "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config",
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;".into(),
+                ),
+                ("ssl.keystore.type", "PEM".into()),
+                (
+                    "ssl.keystore.location",
+                    self.keystore(node).display().to_string(),
+                ),
+                ("ssl.client.auth", "none".into()),
+            ]);
+        } else {
+            pairs.extend([
+                (
+                    "listeners",
+                    format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"),
+                ),
+                (
+                    "advertised.listeners",
+                    format!("PLAINTEXT://127.0.0.1:{port}"),
+                ),
+                (
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+                ),
+                ("inter.broker.listener.name", "PLAINTEXT".into()),
+            ]);
+        }
+        pairs.extend([
             ("log.dirs", dir.join("data").display().to_string()),
             ("num.partitions", "1".into()),
             ("auto.create.topics.enable", "false".into()),
@@ -158,11 +258,74 @@ impl KafkaCluster {
             ("log.segment.bytes", "268435456".into()),
             ("num.network.threads", "2".into()),
             ("num.io.threads", "4".into()),
-        ];
+        ]);
         for (k, v) in pairs {
             let _ = writeln!(p, "{k}={v}");
         }
         p
+    }
+
+    /// The PEM keystore of a node: private key then certificate chain, one file
+    /// (Kafka's `ssl.keystore.type=PEM` with `ssl.keystore.location`).
+    fn keystore(&self, node: usize) -> PathBuf {
+        self.paths.state.join(node_name(node)).join("keystore.pem")
+    }
+
+    /// Writes the node's keystore from the configured PEM files, readable by the
+    /// owner only.
+    fn write_keystore(&self, node: usize, s: &SaslSsl) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+        };
+        let (key, cert) = (read(&s.key)?, read(&s.cert)?);
+        if !key.contains("-----BEGIN PRIVATE KEY-----") {
+            bail!(
+                "{} is not an unencrypted PKCS#8 PEM key (BEGIN PRIVATE KEY), which Kafka's PEM \
+                 keystore needs; convert it with `openssl pkcs8 -topk8 -nocrypt`",
+                s.key.display()
+            );
+        }
+        let path = self.keystore(node);
+        let _ = std::fs::remove_file(&path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.write_all(format!("{}\n{}\n", key.trim_end(), cert.trim_end()).as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// `kafka-storage format` arguments that create the SCRAM users.
+    fn scram_args(&self) -> Vec<String> {
+        self.sasl_ssl
+            .iter()
+            .flat_map(|s| &s.users)
+            .flat_map(|(name, password)| {
+                [
+                    "--add-scram".to_string(),
+                    format!(
+                        "{SCRAM_MECHANISM}=[name={name},password={}]",
+                        password.expose()
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    /// `text` with every SCRAM password replaced by `****` (for error messages).
+    fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (_, p) in self.sasl_ssl.iter().flat_map(|s| &s.users) {
+            if !p.is_empty() {
+                out = out.replace(p.expose(), "****");
+            }
+        }
+        out
     }
 
     fn java(&self, jvm_opts: &[String], main: &str) -> Command {
@@ -193,6 +356,7 @@ impl KafkaCluster {
                     cluster_id: id,
                     brokers: self.brokers,
                     base_port: self.base_port,
+                    sasl_ssl: self.sasl_ssl.is_some(),
                 }
             }
         };
@@ -207,18 +371,25 @@ impl KafkaCluster {
             let props = dir.join("server.properties");
             std::fs::write(&props, self.properties(node))
                 .with_context(|| format!("cannot write {}", props.display()))?;
+            if let Some(s) = &self.sasl_ssl {
+                self.write_keystore(node, s)?;
+            }
             if !dir.join("data/meta.properties").exists() {
                 let out = self
                     .java(&[], "kafka.tools.StorageTool")
                     .args(["format", "--ignore-formatted", "-t", &meta.cluster_id, "-c"])
                     .arg(&props)
+                    .args(self.scram_args())
                     .output()
                     .context("cannot run java (Java 17+ is required)")?;
                 if !out.status.success() {
                     bail!(
-                        "formatting Kafka storage for {name} failed:\n{}{}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
+                        "formatting Kafka storage for {name} failed:\n{}",
+                        self.redact(&format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        ))
                     );
                 }
             }
@@ -241,11 +412,11 @@ impl KafkaCluster {
         Ok(())
     }
 
+    /// A PLAINTEXT client of this cluster for health checks: the client listeners,
+    /// or the INTERNAL ones when the client listeners are SASL_SSL (the checks need
+    /// no credentials, and do not depend on kafka.security matching).
     fn kafka_config(&self) -> KafkaConfig {
-        KafkaConfig {
-            bootstrap_servers: self.bootstrap(),
-            ..KafkaConfig::default()
-        }
+        health_config(self.base_port, self.brokers, self.sasl_ssl.is_some())
     }
 
     /// Waits until every broker is listed in a metadata answer; fails with the tail
@@ -306,13 +477,12 @@ impl KafkaCluster {
             .and_then(|t| serde_json::from_str::<ClusterMeta>(&t).ok());
         let brokers = meta.as_ref().map_or(1, |m| m.brokers);
         let base = meta.as_ref().map_or(local.kafka_port, |m| m.base_port);
+        let sasl_ssl = meta.as_ref().is_some_and(|m| m.sasl_ssl);
         let bootstrap: Vec<String> = (0..brokers)
             .map(|i| format!("127.0.0.1:{}", base + i as u16))
             .collect();
-        let cfg = KafkaConfig {
-            bootstrap_servers: bootstrap.join(","),
-            ..KafkaConfig::default()
-        };
+        let cfg = health_config(base, brokers, sasl_ssl);
+        let listener = if sasl_ssl { "SASL_SSL" } else { "PLAINTEXT" };
         let info = tokio::task::spawn_blocking(move || {
             crate::kafka::cluster_info(&cfg, Duration::from_secs(3))
         })
@@ -328,7 +498,10 @@ impl KafkaCluster {
                     .as_ref()
                     .is_some_and(|i| i.brokers.iter().any(|(id, _)| *id == node as i32));
                 let (state, detail) = match (pid, listed) {
-                    (Some(_), true) => ("up", format!("broker {node} (KRaft), answers metadata")),
+                    (Some(_), true) => (
+                        "up",
+                        format!("broker {node} (KRaft, {listener}), answers metadata"),
+                    ),
                     (Some(_), false) => ("starting", "running, not in metadata yet".to_string()),
                     (None, _) => ("down", String::new()),
                 };
@@ -353,5 +526,93 @@ impl KafkaCluster {
             }
         }
         Ok(stopped)
+    }
+}
+
+/// A PLAINTEXT client configuration for the health checks of a local cluster.
+fn health_config(base: u16, brokers: usize, sasl_ssl: bool) -> KafkaConfig {
+    let port = |i| {
+        if sasl_ssl {
+            internal_port(base, i)
+        } else {
+            base + i as u16
+        }
+    };
+    KafkaConfig {
+        bootstrap_servers: (0..brokers)
+            .map(|i| format!("127.0.0.1:{}", port(i)))
+            .collect::<Vec<_>>()
+            .join(","),
+        ..KafkaConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(sasl_ssl: Option<SaslSsl>) -> KafkaCluster {
+        KafkaCluster {
+            paths: Paths {
+                project: PathBuf::from("/p"),
+                state: PathBuf::from("/p/state"),
+                cache: PathBuf::from("/p/cache"),
+            },
+            brokers: 1,
+            base_port: 29092,
+            heap: "512M".into(),
+            sasl_ssl,
+        }
+    }
+
+    fn secured() -> SaslSsl {
+        SaslSsl {
+            cert: PathBuf::from("/tls/server.pem"),
+            key: PathBuf::from("/tls/server.key"),
+            users: vec![("ridectl".into(), Secret::new("s3cret-pw"))],
+        }
+    }
+
+    #[test]
+    fn plaintext_properties_are_unchanged() {
+        let p = cluster(None).properties(1);
+        assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:30092\n"));
+        assert!(p.contains("inter.broker.listener.name=PLAINTEXT\n"));
+        assert!(!p.contains("sasl") && !p.contains("ssl."), "{p}");
+        assert!(cluster(None).scram_args().is_empty());
+    }
+
+    #[test]
+    fn sasl_ssl_properties_keep_internal_listeners_plaintext() {
+        let c = cluster(Some(secured()));
+        let p = c.properties(1);
+        for line in [
+            "listeners=SASL_SSL://127.0.0.1:29092,INTERNAL://127.0.0.1:31092,CONTROLLER://127.0.0.1:30092",
+            "advertised.listeners=SASL_SSL://127.0.0.1:29092,INTERNAL://127.0.0.1:31092",
+            "listener.security.protocol.map=SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=INTERNAL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "ssl.keystore.type=PEM",
+            "ssl.keystore.location=/p/state/kafka-1/keystore.pem",
+        ] {
+            assert!(p.contains(&format!("{line}\n")), "{line} missing:\n{p}");
+        }
+        assert!(!p.contains("s3cret-pw"), "a password in server.properties");
+        assert_eq!(
+            c.scram_args(),
+            [
+                "--add-scram",
+                "SCRAM-SHA-512=[name=ridectl,password=s3cret-pw]"
+            ]
+        );
+        assert_eq!(c.redact("bad [password=s3cret-pw]"), "bad [password=****]");
+        assert_eq!(
+            health_config(29092, 1, true).bootstrap_servers,
+            "127.0.0.1:31092"
+        );
+        assert_eq!(
+            health_config(29092, 1, false).bootstrap_servers,
+            "127.0.0.1:29092"
+        );
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::config::Loaded;
 
-pub use kafka::KafkaCluster;
+pub use kafka::{KafkaCluster, SCRAM_MECHANISM, SaslSsl};
 
 /// Where the local stack keeps things.
 #[derive(Clone, Debug)]
@@ -106,9 +106,24 @@ pub struct ComponentStatus {
 /// both answer. Already-running components are left as they are.
 pub async fn up(l: &Loaded, brokers: usize) -> anyhow::Result<Vec<ComponentStatus>> {
     let paths = Paths::from_config(l);
-    let cluster = KafkaCluster::new(&paths, &l.config.local, brokers)?;
+    let sasl_ssl = l.config.local.kafka_sasl_ssl.as_ref().map(|s| SaslSsl {
+        cert: l.resolve(&s.cert),
+        key: l.resolve(&s.key),
+        users: s
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.password.clone()))
+            .collect(),
+    });
+    let cluster = KafkaCluster::new(&paths, &l.config.local, brokers, sasl_ssl)?;
     cluster.start()?;
-    chdb::start(&paths, &l.config.local)?;
+    let tls = l
+        .config
+        .local
+        .clickhouse_tls
+        .as_ref()
+        .map(|t| (l.resolve(&t.cert), l.resolve(&t.key)));
+    chdb::start(&paths, &l.config.local, tls)?;
     cluster.wait_ready(Duration::from_secs(90)).await?;
     chdb::wait_ready(&paths, &l.config, Duration::from_secs(90)).await?;
     Ok(status(l).await)

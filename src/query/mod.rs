@@ -143,7 +143,7 @@ pub async fn run_sql(
     sql: &str,
     params: &Params,
 ) -> anyhow::Result<ResultSet> {
-    let client = crate::clickhouse::client(ch, Access::Read);
+    let client = crate::clickhouse::try_client(ch, Access::Read)?;
     let started = Instant::now();
     let mut cursor = client
         .query_raw(sql)
@@ -154,7 +154,13 @@ pub async fn run_sql(
         .param("step", params.step_minutes)
         .with_setting("output_format_json_quote_64bit_integers", "0")
         .fetch_bytes("JSONCompactEachRowWithNamesAndTypes")?;
-    let bytes = cursor.collect().await.context("query failed")?;
+    let bytes = cursor.collect().await.map_err(|e| {
+        if crate::clickhouse::is_auth_error(&e) {
+            anyhow::Error::new(crate::clickhouse::auth_failed(ch, Access::Read))
+        } else {
+            anyhow::Error::new(e).context("query failed")
+        }
+    })?;
     let mut rs = parse_compact(&bytes)?;
     rs.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(rs)
