@@ -68,7 +68,7 @@ pub struct IngestSummary {
     pub location_rows: u64,
     /// Messages sent to the dead-letter topic, by reason.
     pub dead_letters: HashMap<&'static str, u64>,
-    /// Batches written.
+    /// Rounds written (each one INSERT per table, all partitions' batches).
     pub batches: u64,
     /// Insert attempts that failed and were retried.
     pub retries: u64,
