@@ -7,12 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-# A test stack apart from the demo's (ports 9092/8123, .ridectl/state).
+# A test stack apart from the demo's (ports 9092/8123, .ridectl/state). Other ports
+# with RIDECTL_TEST_KAFKA_PORT / RIDECTL_TEST_CLICKHOUSE_PORT (a second checkout
+# testing beside a running one).
+kafka_port=${RIDECTL_TEST_KAFKA_PORT:-19092}
+clickhouse_port=${RIDECTL_TEST_CLICKHOUSE_PORT:-18123}
 export RIDECTL_STATE_DIR=.ridectl/test-state
-export RIDECTL_KAFKA_PORT=19092
-export RIDECTL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092
-export RIDECTL_CLICKHOUSE_PORT=18123
-export RIDECTL_CLICKHOUSE_URL=http://127.0.0.1:18123
+export RIDECTL_KAFKA_PORT=$kafka_port
+export RIDECTL_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$kafka_port
+export RIDECTL_CLICKHOUSE_PORT=$clickhouse_port
+export RIDECTL_CLICKHOUSE_URL=http://127.0.0.1:$clickhouse_port
 RIDECTL=target/release/ridectl
 
 $RIDECTL local down --purge >/dev/null
