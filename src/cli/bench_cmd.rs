@@ -211,22 +211,12 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
             Ok(crate::exit::OK)
         }
         BenchCommand::Ingest(a) => {
-            let loaded = global.load()?;
-            let report = bench::ingest::run(&loaded, &a.args).await?;
-            match a.format {
-                Format::Json => output::print_json(&report)?,
-                Format::Table => print!("{}", report.table()),
-            }
-            Ok(crate::exit::OK)
+            let report = bench::ingest::run(&global.load()?, &a.args).await?;
+            print_report(a.format, &report, |r| r.table())
         }
         BenchCommand::E2e(a) => {
-            let loaded = global.load()?;
-            let report = bench::e2e::run(&loaded, &a.args).await?;
-            match a.format {
-                Format::Json => output::print_json(&report)?,
-                Format::Table => print!("{}", report.table()),
-            }
-            Ok(crate::exit::OK)
+            let report = bench::e2e::run(&global.load()?, &a.args).await?;
+            print_report(a.format, &report, |r| r.table())
         }
         BenchCommand::SparkVsNative(a) => {
             let loaded = global.load()?;
@@ -287,6 +277,19 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<u8> {
             Ok(crate::exit::OK)
         }
     }
+}
+
+/// Prints a report as JSON or as its table.
+fn print_report<T: serde::Serialize>(
+    format: Format,
+    report: &T,
+    table: impl Fn(&T) -> String,
+) -> anyhow::Result<u8> {
+    match format {
+        Format::Json => output::print_json(report)?,
+        Format::Table => print!("{}", table(report)),
+    }
+    Ok(crate::exit::OK)
 }
 
 fn print_aggregate(r: &bench::aggregate::Report) {

@@ -567,20 +567,25 @@ impl Worker<'_> {
                 return Ok(false);
             }
         }
+        if !self.commit_after(&batches).await {
+            return Ok(false);
+        }
+        self.account(&batches);
+        Ok(true)
+    }
+
+    /// Commits the offsets after `batches` in one commit, retried; false when
+    /// shutdown interrupted the retries.
+    async fn commit_after(&mut self, batches: &[Batch]) -> bool {
         let done: Vec<(&str, i32, i64, String)> = batches
             .iter()
             .map(|b| (b.topic.as_str(), b.partition, b.last + 1, String::new()))
             .collect();
         let (consumer, sd) = (&self.consumer, &self.shutdown);
         let commit_done = || async { commit(consumer, &done) };
-        if !backoff
+        Backoff::from(self.cfg)
             .retry("commit", sd, &mut self.summary.retries, commit_done)
             .await
-        {
-            return Ok(false);
-        }
-        self.account(&batches);
-        Ok(true)
     }
 
     /// Writes a batch replayed from an intent, alone (module docs); false when
@@ -636,18 +641,7 @@ impl Worker<'_> {
                 return Ok(false);
             }
         }
-        let done = [(
-            batch.topic.as_str(),
-            batch.partition,
-            batch.last + 1,
-            String::new(),
-        )];
-        let (consumer, sd) = (&self.consumer, &self.shutdown);
-        let commit_done = || async { commit(consumer, &done) };
-        if !backoff
-            .retry("commit", sd, &mut self.summary.retries, commit_done)
-            .await
-        {
+        if !self.commit_after(std::slice::from_ref(&batch)).await {
             return Ok(false);
         }
         if !landed {
