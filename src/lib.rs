@@ -25,6 +25,7 @@ pub mod output;
 pub mod query;
 pub mod shutdown;
 pub mod spark;
+pub mod throttle;
 pub mod time;
 pub mod units;
 pub mod verify;

@@ -13,6 +13,7 @@ use crate::verify::{self, Report, VerifyOptions};
 Examples:
   ridectl verify                                   every check, as a table
   ridectl verify --expect-delivered 50000          ...and the topic holds what the generator delivered
+  ridectl verify --max-late 0                      ...and no event was judged late
   ridectl verify --format json | jq .passed        for scripts
 
 Reads topics.ride_events from the beginning to its current end, parses every message
@@ -28,6 +29,10 @@ pub struct VerifyArgs {
     /// `.ride_events.delivered`); the topic must hold exactly that many.
     #[arg(long, value_name = "N")]
     expect_delivered: Option<u64>,
+    /// Fail when more valid events than this are in the late topic (0 for traffic
+    /// without `generate --late`: such events were wrongly judged late).
+    #[arg(long, value_name = "N")]
+    max_late: Option<u64>,
     /// Time limit for reading each topic.
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     read_timeout: HumanDuration,
@@ -44,6 +49,7 @@ pub async fn run(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<u8> {
     let loaded = global.load()?;
     let opts = VerifyOptions {
         expect_delivered: args.expect_delivered,
+        max_late: args.max_late,
         read_timeout: args.read_timeout.get(),
         examples: args.examples,
     };

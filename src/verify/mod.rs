@@ -39,6 +39,9 @@ use read::Record;
 pub struct VerifyOptions {
     /// The generator's delivered ride-event count, to compare with the topic.
     pub expect_delivered: Option<u64>,
+    /// Fail when more events than this were routed to the late topic (traffic in
+    /// timestamp order has none, so 0 catches events wrongly judged late).
+    pub max_late: Option<u64>,
     /// Time limit for reading each topic.
     pub read_timeout: Duration,
     /// How many examples to keep per problem.
@@ -49,6 +52,7 @@ impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
             expect_delivered: None,
+            max_late: None,
             read_timeout: Duration::from_secs(300),
             examples: 5,
         }
@@ -359,6 +363,13 @@ pub async fn run(cfg: &PipelineConfig, opts: &VerifyOptions) -> anyhow::Result<R
             windows.not_final
         ),
     ));
+    if let Some(max) = opts.max_late {
+        checks.push(check(
+            "late events within the limit",
+            side.late_events <= max,
+            format!("{} late events, at most {max} expected", side.late_events),
+        ));
+    }
     checks.push(check(
         "no valid event in the dead-letter topic",
         side.dead_letter_valid == 0,
