@@ -209,7 +209,7 @@ run_one() {  # run_one SCENARIO INDEX
   stack "$brokers" || return 1
   local tag; tag="$(echo "$scenario" | tr -d -)$index-$(date +%s)"
   DIR=$OUT/$scenario-$index
-  mkdir -p "$DIR"
+  rm -rf "$DIR" && mkdir -p "$DIR"
   CFG=$DIR/pipeline.yaml
   export RIDECTL_CLICKHOUSE_DATABASE=faults_${tag//-/_}
   write_config "$tag" "$brokers" "$CFG" || return 1
@@ -223,7 +223,7 @@ run_one() {  # run_one SCENARIO INDEX
   local at=$((10 + RANDOM % (DUR_S - 19)))   # uniform in [10 s, duration - 10 s]
   log "$scenario #$index: generating for $DURATION at $RATE, fault at ${at}s"
   timeout $((DUR_S + 300)) "$BIN" --config "$CFG" generate --rate "$RATE" --duration "$DURATION" \
-    --format json >"$DIR/generate.json" 2>"$DIR/generate.log" &
+    --flush-timeout 5m --format json >"$DIR/generate.json" 2>"$DIR/generate.log" &
   local gen=$!
   inject "$scenario" "$at"
   wait "$gen"
