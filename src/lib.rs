@@ -4,7 +4,7 @@
 //! schema), [`kafka`] (clients and topic provisioning), [`clickhouse`] (client and
 //! schema migrations), [`local`] (the local real stack), [`generate`] (the traffic
 //! generator), [`ingest`] and [`query`] (raw events in ClickHouse), [`alerts`] (alert
-//! rules and PagerDuty), [`bench`] (benchmarks), and one module per command under
+//! rules and PagerDuty), [`bench`] (benchmarks), [`verify`] (end-to-end checks), and one module per command under
 //! [`cli`]. The binary only parses arguments and calls [`cli::run`].
 
 #![warn(missing_docs)]
@@ -25,5 +25,7 @@ pub mod output;
 pub mod query;
 pub mod shutdown;
 pub mod spark;
+pub mod throttle;
 pub mod time;
 pub mod units;
+pub mod verify;

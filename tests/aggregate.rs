@@ -21,38 +21,7 @@ use ridectl::aggregate::sink::MetricsRow;
 use ridectl::bench::synth::{Synth, SynthConfig};
 use ridectl::config::Loaded;
 use ridectl::time::now_millis;
-
-/// The oracle: the same windows computed by ClickHouse from the raw events.
-const ORACLE_SQL: &str = "
-SELECT
-    toInt64(ws) AS window_start,
-    toInt64(ws + {len:Int64}) AS window_end,
-    city,
-    count() AS total_events,
-    countIf(event_type = 'requested') AS requests,
-    countIf(event_type = 'completed') AS completions,
-    countIf(event_type = 'cancelled') AS cancellations,
-    sum(estimated_fare) / count() AS avg_fare,
-    uniqExact(user_id) AS unique_riders,
-    if(requests = 0, 0, cancellations / requests) AS cancellation_rate,
-    if(requests = 0, 0, completions / requests) AS completion_rate,
-    toUInt8(1) AS is_final,
-    toInt64(0) AS updated_at
-FROM oracle_events
-ARRAY JOIN arrayMap(
-    k -> intDiv(toUnixTimestamp64Milli(timestamp), {slide:Int64}) * {slide:Int64} - k * {slide:Int64},
-    range(intDiv({len:Int64}, {slide:Int64}))) AS ws
-GROUP BY city, ws
-ORDER BY city, window_start";
-
-const METRICS_SQL: &str = "
-SELECT toUnixTimestamp64Milli(window_start) AS window_start,
-       toUnixTimestamp64Milli(window_end) AS window_end,
-       toString(city) AS city, total_events, requests, completions, cancellations, avg_fare,
-       unique_riders, cancellation_rate, completion_rate, is_final,
-       toUnixTimestamp64Milli(updated_at) AS updated_at
-FROM city_window_metrics FINAL
-ORDER BY city, window_start";
+use ridectl::verify::oracle::EventsTable;
 
 fn test_config(tag: &str) -> Loaded {
     let mut l = common::isolated(tag);
@@ -137,45 +106,23 @@ fn ch(l: &Loaded) -> clickhouse::Client {
     ridectl::clickhouse::client(&l.config.clickhouse, ridectl::clickhouse::Access::Write)
 }
 
-/// Loads the JSON lines into a scratch table and computes the windows with SQL.
+/// Loads the JSON lines into a scratch table and computes the windows with the
+/// oracle SQL `ridectl verify` uses (sql/verify/oracle_windows.sql).
 async fn oracle(l: &Loaded, file: &Path) -> Vec<MetricsRow> {
-    let c = ch(l);
-    c.query_raw("DROP TABLE IF EXISTS oracle_events")
-        .execute()
+    let events = EventsTable::create(&ch(l), "oracle_events").await.unwrap();
+    events
+        .load_json_lines(&std::fs::read(file).unwrap())
         .await
         .unwrap();
-    c.query_raw(
-        "CREATE TABLE oracle_events (event_type String, timestamp DateTime64(3, 'UTC'), \
-         city String, estimated_fare Float64, user_id String) ENGINE = MergeTree ORDER BY tuple()",
-    )
-    .execute()
-    .await
-    .unwrap();
-    let mut insert = c
-        .insert_formatted_with("INSERT INTO oracle_events FORMAT JSONEachRow")
-        .with_setting("input_format_skip_unknown_fields", "1")
-        .with_setting("date_time_input_format", "best_effort")
-        .buffered();
-    let data = std::fs::read(file).unwrap();
-    let mut rest = &data[..];
-    while !rest.is_empty() {
-        let n = insert.write(rest).await.unwrap();
-        rest = &rest[n..];
-    }
-    insert.end().await.unwrap();
     let a = &l.config.aggregation;
-    c.query_raw(ORACLE_SQL)
-        .param("len", a.window.as_millis_i64())
-        .param("slide", a.slide.as_millis_i64())
-        .fetch_all::<MetricsRow>()
+    events
+        .windows(a.window.as_millis_i64(), a.slide.as_millis_i64())
         .await
         .unwrap()
 }
 
 async fn metrics_rows(l: &Loaded) -> Vec<MetricsRow> {
-    ch(l)
-        .query_raw(METRICS_SQL)
-        .fetch_all::<MetricsRow>()
+    ridectl::verify::oracle::metrics_rows(&ch(l), &l.config.aggregation.output_table)
         .await
         .unwrap()
 }

@@ -40,19 +40,10 @@ fn parity_events() -> usize {
         .unwrap_or(200_000)
 }
 
-const METRICS_SQL: &str = "
-SELECT toUnixTimestamp64Milli(window_start) AS window_start,
-       toUnixTimestamp64Milli(window_end) AS window_end,
-       toString(city) AS city, total_events, requests, completions, cancellations, avg_fare,
-       unique_riders, cancellation_rate, completion_rate, is_final,
-       toUnixTimestamp64Milli(updated_at) AS updated_at
-FROM city_window_metrics FINAL
-ORDER BY city, window_start";
-
 async fn metrics_rows(l: &Loaded) -> Vec<MetricsRow> {
-    ridectl::clickhouse::client(&l.config.clickhouse, ridectl::clickhouse::Access::Write)
-        .query_raw(METRICS_SQL)
-        .fetch_all::<MetricsRow>()
+    let client =
+        ridectl::clickhouse::client(&l.config.clickhouse, ridectl::clickhouse::Access::Write);
+    ridectl::verify::oracle::metrics_rows(&client, &l.config.aggregation.output_table)
         .await
         .unwrap()
 }

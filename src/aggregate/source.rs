@@ -26,7 +26,13 @@ use super::dlq::{DeadLetters, Source};
 use super::engine::{Engine, Ingest};
 use super::metrics::{Metrics, Snapshot};
 use super::sink::{self, Ack, Batch};
+use crate::throttle::{LogThrottle, held_back};
 use crate::time::{EpochMillis, now_millis};
+
+/// A repeated Kafka error is logged at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Errors returned by poll() (the consumer thread's own).
+static POLL_ERRORS: LogThrottle = LogThrottle::new(ERROR_LOG_EVERY);
 
 /// How long a revoke or a shutdown waits for the sink before giving up (the state is
 /// then simply replayed by the next owner).
@@ -94,6 +100,8 @@ struct Worker {
 /// The consumer context: the worker state, reachable from the rebalance callbacks.
 pub struct Ctx {
     worker: Mutex<Worker>,
+    /// librdkafka's errors, repeated on every poll while a broker is down.
+    errors: LogThrottle,
 }
 
 impl ClientContext for Ctx {
@@ -105,7 +113,9 @@ impl ClientContext for Ctx {
         {
             return;
         }
-        tracing::error!("librdkafka: {error}: {reason}");
+        if let Some(held) = self.errors.allow() {
+            tracing::error!("librdkafka: {error}: {reason}{}", held_back(held));
+        }
     }
 }
 
@@ -154,6 +164,7 @@ pub fn context(parts: SourceParts) -> anyhow::Result<Ctx> {
             committed: BTreeMap::new(),
             topic_c,
         }),
+        errors: LogThrottle::new(ERROR_LOG_EVERY),
     })
 }
 
@@ -525,7 +536,12 @@ pub fn run(consumer: BaseConsumer<Ctx>) -> anyhow::Result<Ending> {
                 true
             }
             Some(Err(e)) => {
-                tracing::warn!("consumer error (librdkafka retries): {e}");
+                if let Some(held) = POLL_ERRORS.allow() {
+                    tracing::warn!(
+                        "consumer error (librdkafka retries): {e}{}",
+                        held_back(held)
+                    );
+                }
                 true
             }
             None => true,

@@ -11,6 +11,7 @@ mod local_cmd;
 mod query_cmd;
 mod schema_cmd;
 mod topics_cmd;
+mod verify_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ Examples:
   ridectl generate --rate 50000/min     produce realistic ride traffic
   ridectl bench generate                the generator's maximum rate vs Kafka's own
   ridectl alerts check --dry-run        evaluate the alert rules, print the PagerDuty events
+  ridectl verify                        check ClickHouse against the events in Kafka
 
 Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
 --profile / RIDECTL_PROFILE says otherwise.
@@ -97,6 +99,8 @@ pub enum Command {
     Alerts(alerts_cmd::AlertsArgs),
     /// Measure the pipeline's parts against the local stack.
     Bench(bench_cmd::BenchArgs),
+    /// Check ClickHouse and the side topics against the ride events (end to end).
+    Verify(verify_cmd::VerifyArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Query(args) => block_on(query_cmd::run(&cli.global, args)),
         Command::Alerts(args) => block_on(alerts_cmd::run(&cli.global, args)),
         Command::Bench(args) => block_on(bench_cmd::run(&cli.global, args)),
+        Command::Verify(args) => block_on(verify_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

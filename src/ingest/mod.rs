@@ -29,7 +29,7 @@ pub mod batch;
 pub mod rows;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,7 @@ use crate::config::PipelineConfig;
 use crate::events::{parse_driver_location, parse_ride_event};
 use crate::kafka::{self, Role, dlq};
 use crate::shutdown::Shutdown;
+use crate::throttle::{LogThrottle, held_back};
 use batch::{Batch, DeadLetter, Rows};
 use rows::{DriverLocationRow, RideEventRow};
 
@@ -76,23 +77,52 @@ pub struct IngestSummary {
     pub seconds: f64,
 }
 
-/// Partitions revoked by a rebalance, drained by the main loop.
-#[derive(Default)]
+/// A repeated Kafka error is logged at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Partitions revoked by a rebalance, with the assignment generation that revoked
+/// them, drained by the main loop; librdkafka's errors, rate-limited (they repeat
+/// on every poll while a broker is down).
+///
+/// The generation tells stale messages apart: the poll thread tags each message
+/// with the generation current when poll() returned it, and rebalance callbacks run
+/// inside poll(), so a message polled before a partition was revoked carries an
+/// older generation than the revocation, and every message fetched after it (from
+/// the committed offset again) a newer or equal one.
 struct IngestContext {
-    revoked: Mutex<Vec<(String, i32)>>,
+    revoked: Mutex<Vec<(String, i32, u64)>>,
+    generation: AtomicU64,
+    errors: LogThrottle,
 }
 
-impl ClientContext for IngestContext {}
+impl Default for IngestContext {
+    fn default() -> Self {
+        IngestContext {
+            revoked: Mutex::default(),
+            generation: AtomicU64::new(0),
+            errors: LogThrottle::new(ERROR_LOG_EVERY),
+        }
+    }
+}
+
+impl ClientContext for IngestContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Some(held) = self.errors.allow() {
+            tracing::error!("librdkafka: {error}: {reason}{}", held_back(held));
+        }
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance
             && let Ok(mut r) = self.revoked.lock()
         {
+            let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
             r.extend(
                 tpl.elements()
                     .iter()
-                    .map(|e| (e.topic().to_string(), e.partition())),
+                    .map(|e| (e.topic().to_string(), e.partition(), generation)),
             );
         }
     }
@@ -110,6 +140,8 @@ struct Polled {
     offset: i64,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
+    /// The assignment generation when it was polled (see [`IngestContext`]).
+    generation: u64,
 }
 
 /// Polls the consumer on a dedicated thread and hands messages over a bounded
@@ -121,6 +153,7 @@ fn spawn_poller(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        let errors = LogThrottle::new(ERROR_LOG_EVERY);
         while !stop.load(Ordering::Relaxed) {
             match consumer.poll(Duration::from_millis(100)) {
                 None => {}
@@ -131,12 +164,17 @@ fn spawn_poller(
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),
                         payload: m.payload().unwrap_or_default().to_vec(),
+                        generation: consumer.context().generation.load(Ordering::SeqCst),
                     };
                     if tx.blocking_send(polled).is_err() {
                         return;
                     }
                 }
-                Some(Err(e)) => tracing::warn!("consumer error: {e}"),
+                Some(Err(e)) => {
+                    if let Some(held) = errors.allow() {
+                        tracing::warn!("consumer error: {e}{}", held_back(held));
+                    }
+                }
             }
         }
     })
@@ -147,6 +185,9 @@ struct PartitionState {
     batch: Option<Batch>,
     /// The end of a replayed intent, applied to the next batch.
     pending_cut: Option<i64>,
+    /// Offsets below this were written and committed already (a batch that was
+    /// being written when the partition was revoked and assigned again): skipped.
+    skip_below: i64,
 }
 
 struct Worker<'a> {
@@ -155,6 +196,9 @@ struct Worker<'a> {
     producer: FutureProducer,
     ch: clickhouse::Client,
     parts: HashMap<(String, i32), PartitionState>,
+    /// The generation at which each partition was last revoked: messages polled
+    /// before it are stale and skipped.
+    revoked_at: HashMap<(String, i32), u64>,
     summary: IngestSummary,
     shutdown: Shutdown,
 }
@@ -221,6 +265,7 @@ pub async fn run(
         producer,
         ch: crate::clickhouse::try_client(&cfg.clickhouse, Access::Write)?,
         parts: HashMap::new(),
+        revoked_at: HashMap::new(),
         summary: IngestSummary::default(),
         shutdown,
     };
@@ -292,7 +337,16 @@ impl Worker<'_> {
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(m) = msg else { break };
-                    self.accept(&m.topic, m.partition, m.offset, m.key, &m.payload)?;
+                    // Revocations first: a message polled after one must not meet
+                    // the state of the previous assignment.
+                    self.drop_revoked();
+                    let key = (m.topic.clone(), m.partition);
+                    if self.revoked_at.get(&key).is_some_and(|g| m.generation < *g) {
+                        // Fetched before the partition was revoked; it comes again
+                        // from the committed offset.
+                        continue;
+                    }
+                    self.accept(&m.topic, m.partition, m.offset, m.key, &m.payload).await?;
                     if let Some(t) = targets.as_mut() {
                         let key = (m.topic, m.partition);
                         if t.get(&key).is_some_and(|end| m.offset + 1 >= *end) {
@@ -323,21 +377,23 @@ impl Worker<'_> {
     }
 
     fn drop_revoked(&mut self) {
-        let revoked: Vec<(String, i32)> = self
+        let revoked: Vec<(String, i32, u64)> = self
             .consumer
             .context()
             .revoked
             .lock()
             .map(|mut r| std::mem::take(&mut *r))
             .unwrap_or_default();
-        for key in revoked {
+        for (topic, partition, generation) in revoked {
             // Uncommitted work is replayed by the partition's next owner.
+            let key = (topic, partition);
             self.parts.remove(&key);
+            self.revoked_at.insert(key, generation);
         }
     }
 
     /// Adds one message to its partition's batch.
-    fn accept(
+    async fn accept(
         &mut self,
         topic: &str,
         partition: i32,
@@ -349,19 +405,28 @@ impl Worker<'_> {
         let is_rides = topic == self.cfg.topics.ride_events.name;
         let k = (topic.to_string(), partition);
         if !self.parts.contains_key(&k) {
-            // First message since assignment: a pending intent decides the first cut.
-            let cut = self.load_intent(topic, partition, offset)?;
+            // First message since assignment: the committed offset says what was
+            // written already, a pending intent decides the first cut.
+            let Some((committed, cut)) = self.load_intent(topic, partition, offset).await? else {
+                // Stopping: nothing of this partition was accepted or committed.
+                return Ok(());
+            };
             self.parts.insert(
                 k.clone(),
                 PartitionState {
                     batch: None,
                     pending_cut: cut,
+                    skip_below: committed.unwrap_or(offset),
                 },
             );
         }
         let Some(state) = self.parts.get_mut(&k) else {
             return Ok(());
         };
+        if offset < state.skip_below {
+            // Written and committed before a rebalance handed the partition back.
+            return Ok(());
+        }
         let batch = state.batch.get_or_insert_with(|| {
             Batch::new(topic, partition, offset, is_rides, state.pending_cut.take())
         });
@@ -402,22 +467,61 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// The end offset of an intent committed for this partition at `offset`, if any.
-    fn load_intent(&self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<Option<i64>> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition);
-        let committed = kafka::committed_offsets(&self.consumer, tpl, Duration::from_secs(30))?;
-        let intent = committed
-            .elements()
-            .first()
-            .filter(|e| e.offset() == Offset::Offset(offset))
-            .and_then(|e| batch::parse_intent(e.metadata()));
+    /// For the first message (at `offset`) after an assignment (`None` when
+    /// shutdown interrupted the retries): the committed
+    /// offset when it is beyond `offset` (everything below it was written: a batch
+    /// finished while the partition changed hands), and the end of the intent
+    /// committed there, if any (the batch starting at the committed offset must end
+    /// there). Retried with backoff while the broker does not answer.
+    async fn load_intent(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> anyhow::Result<Option<(Option<i64>, Option<i64>)>> {
+        let backoff = Backoff::from(self.cfg);
+        let (consumer, sd, retries) = (&self.consumer, &self.shutdown, &mut self.summary.retries);
+        let found = Mutex::new(None);
+        let read = || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            let result = kafka::committed_offsets(consumer, tpl, Duration::from_secs(30));
+            let found = &found;
+            async move {
+                let committed = result?;
+                let first = committed.elements().first().and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some((o, e.metadata().to_string())),
+                    _ => None,
+                });
+                if let Ok(mut f) = found.lock() {
+                    *f = first;
+                }
+                Ok(())
+            }
+        };
+        if !backoff
+            .retry("read committed offset", sd, retries, read)
+            .await
+        {
+            return Ok(None);
+        }
+        let found = found.into_inner().unwrap_or_default();
+        let Some((committed, metadata)) = found.filter(|(o, _)| *o >= offset) else {
+            return Ok(Some((None, None)));
+        };
+        if committed > offset {
+            tracing::info!(
+                "{topic}/{partition}: offsets {offset}..{committed} were written before the \
+                 partition was assigned again; skipping them"
+            );
+        }
+        let intent = batch::parse_intent(&metadata).filter(|(first, _)| *first == committed);
         if let Some((first, last)) = intent {
             tracing::info!(
                 "{topic}/{partition}: replaying batch {first}..={last} announced before a restart"
             );
         }
-        Ok(intent.map(|(_, last)| last))
+        Ok(Some((Some(committed), intent.map(|(_, last)| last))))
     }
 
     /// Writes what is due: complete replayed batches one by one, then, when a batch
