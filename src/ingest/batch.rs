@@ -1,11 +1,13 @@
 //! Per-partition batches and their exactly-once bookkeeping (pure, no I/O).
 //!
 //! A batch covers the contiguous offsets `first..=last` of one partition. Before it
-//! is inserted, its range is committed to Kafka as an *intent* (offset `first`, with
-//! metadata `ridectl-ingest:FIRST-LAST`). If the process dies after the insert but
-//! before the final commit, the restart sees the intent and cuts the replayed batch
-//! at the same `last`, so the insert carries the same deduplication token
-//! (`topic:partition:first:last`) and ClickHouse drops it as a duplicate.
+//! is inserted (with the other partitions' batches of its round, see the module
+//! above), its range is committed to Kafka as an *intent* (offset `first`, with
+//! metadata `ridectl-ingest:FIRST-LAST`). If the process dies before the final
+//! commit, the restart sees the intent and cuts the replayed batch at the same
+//! `last`; the replay is inserted alone, with the token
+//! `topic:partition:first:last`, unless its offsets are already in the table. A
+//! round's token ([`round_token`]) covers a retried INSERT of the same round.
 
 use std::time::Instant;
 
