@@ -30,7 +30,7 @@ SEED=""
 OUT=""
 KEEP_STACK=0
 SCENARIOS=()
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=${2:?}; shift 2 ;;

@@ -26,7 +26,7 @@ $RIDECTL local up
 status=0
 cargo test --release --no-fail-fast || status=$?
 .ridectl/cache/venv/bin/python -m pytest tests/python -q -p no:cacheprovider || status=$?
-# The fault-injection suite, reduced to one 30-second run of each fault (about 6
+# The fault-injection suite, reduced to one 30-second run of each fault (about 7
 # minutes; the full suite and its results: docs/faults.md), on a stack of its own.
 FAULTS_KAFKA_PORT=$((kafka_port + 100)) FAULTS_CLICKHOUSE_PORT=$((clickhouse_port + 100)) FAULTS_STATE_DIR=.ridectl/test-faults-state \
   RIDECTL_BIN=$RIDECTL scripts/faults.sh --runs 1 --duration 30s --out .ridectl/test-faults || status=$?

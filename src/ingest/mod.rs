@@ -24,6 +24,13 @@
 //!
 //! Fewer, larger inserts are what ClickHouse wants (each INSERT makes a part): a
 //! round every `batch_max_wait` per table instead of one per partition.
+//!
+//! A rebalance (a broker paused or lost expires the member; the partitions come
+//! back) is handled like a restart: messages polled before a partition was revoked
+//! are dropped, its uncommitted batch too, and fetching resumes at the committed
+//! offset, where offsets already written are skipped and a pending intent cuts the
+//! first batch (see `IngestContext`). One worker per group is what the fault suite
+//! (docs/faults.md) checks; see there for several.
 
 pub mod batch;
 pub mod rows;
@@ -467,12 +474,12 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// For the first message (at `offset`) after an assignment (`None` when
-    /// shutdown interrupted the retries): the committed
-    /// offset when it is beyond `offset` (everything below it was written: a batch
-    /// finished while the partition changed hands), and the end of the intent
+    /// For the first message (at `offset`) after an assignment: the committed
+    /// offset when it is at or beyond `offset` (everything below it was written: a
+    /// batch finished while the partition changed hands), and the end of the intent
     /// committed there, if any (the batch starting at the committed offset must end
-    /// there). Retried with backoff while the broker does not answer.
+    /// there). Retried with backoff while the broker does not answer; `None` when
+    /// shutdown interrupted the retries.
     async fn load_intent(
         &mut self,
         topic: &str,
