@@ -15,8 +15,8 @@
 # Options:   --runs N (SIGKILL runs per worker, default 10), --duration D (default 60s),
 #            --rate R (default 50000/min), --seed S (fault moments), --out DIR, --keep-stack
 # Environment: RIDECTL_BIN (default $CARGO_TARGET_DIR/release/ridectl, else
-#            target/release/ridectl), FAULTS_KAFKA_PORT (39092; 3 brokers: +0..2),
-#            FAULTS_CLICKHOUSE_PORT (38123), FAULTS_STATE_DIR (.ridectl/faults-state).
+#            target/release/ridectl), FAULTS_KAFKA_PORT (24092; 3 brokers: +0..2),
+#            FAULTS_CLICKHOUSE_PORT (23123), FAULTS_STATE_DIR (.ridectl/faults-state).
 # Exit code: 0 when every run verified, 1 otherwise, 2 for a usage error.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,8 +55,8 @@ BIN=${RIDECTL_BIN:-${CARGO_TARGET_DIR:-target}/release/ridectl}
 [ -x "$BIN" ] || { echo "no ridectl binary at $BIN: cargo build --release (or set RIDECTL_BIN)" >&2; exit 2; }
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
-KPORT=${FAULTS_KAFKA_PORT:-39092}
-CHPORT=${FAULTS_CLICKHOUSE_PORT:-38123}
+KPORT=${FAULTS_KAFKA_PORT:-24092}
+CHPORT=${FAULTS_CLICKHOUSE_PORT:-23123}
 STATE1=$(mkdir -p "${FAULTS_STATE_DIR:-.ridectl/faults-state}" && cd "${FAULTS_STATE_DIR:-.ridectl/faults-state}" && pwd)
 STATE3=$STATE1-3brokers
 mkdir -p "$STATE3"
