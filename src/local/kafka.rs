@@ -62,6 +62,19 @@ fn internal_port(base: u16, i: usize) -> u16 {
     base + 2000 + i as u16
 }
 
+/// A random cluster id as Kafka makes them (16 bytes, URL-safe base64), never
+/// starting with `-`: kafka-storage's argument parser would take it for an option
+/// (1 fresh stack in 64 failed to format before; Kafka's `Uuid.randomUuid` avoids
+/// it the same way).
+fn new_cluster_id(mut random: impl FnMut() -> [u8; 16]) -> String {
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
 fn node_name(i: usize) -> String {
     format!("kafka-{i}")
 }
@@ -349,16 +362,12 @@ impl KafkaCluster {
     pub fn start(&self) -> anyhow::Result<()> {
         let meta = match self.read_meta()? {
             Some(m) => m,
-            None => {
-                let id = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(rand::rng().random::<[u8; 16]>());
-                ClusterMeta {
-                    cluster_id: id,
-                    brokers: self.brokers,
-                    base_port: self.base_port,
-                    sasl_ssl: self.sasl_ssl.is_some(),
-                }
-            }
+            None => ClusterMeta {
+                cluster_id: new_cluster_id(|| rand::rng().random::<[u8; 16]>()),
+                brokers: self.brokers,
+                base_port: self.base_port,
+                sasl_ssl: self.sasl_ssl.is_some(),
+            },
         };
         for node in 1..=self.brokers {
             let name = node_name(node);
@@ -550,6 +559,20 @@ fn health_config(base: u16, brokers: usize, sasl_ssl: bool) -> KafkaConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_ids_never_start_with_a_dash() {
+        // 0xf8 encodes as '-' first in URL-safe base64.
+        let mut draws = vec![[0x11u8; 16], [0xf8u8; 16]];
+        let id = new_cluster_id(|| draws.pop().unwrap_or([0; 16]));
+        assert!(!id.starts_with('-'));
+        assert_eq!(id.len(), 22);
+        assert!(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode([0xf8u8; 16])
+                .starts_with('-')
+        );
+    }
 
     fn cluster(sasl_ssl: Option<SaslSsl>) -> KafkaCluster {
         KafkaCluster {
