@@ -191,13 +191,24 @@ pub fn parse_compact(bytes: &[u8]) -> anyhow::Result<ResultSet> {
     })
 }
 
-/// Consumer lag of one group: (topic, partition, lag) for every partition of `topics`.
-pub fn consumer_lag(
+/// Where one partition stands for a consumer group: its committed offset (if
+/// any) and the partition's low and high watermarks.
+struct PartitionOffsets {
+    topic: String,
+    partition: i32,
+    committed: Option<i64>,
+    low: i64,
+    high: i64,
+}
+
+/// The committed offsets of `group` and the watermarks of every partition of
+/// `topics`, with one Kafka client.
+fn partition_offsets(
     k: &crate::config::KafkaConfig,
     group: &str,
     topics: &[&str],
     timeout: Duration,
-) -> anyhow::Result<Vec<(String, i32, i64)>> {
+) -> anyhow::Result<Vec<PartitionOffsets>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Offset, TopicPartitionList};
     let mut cc = crate::kafka::client_config(k, crate::kafka::Role::Consumer);
@@ -218,11 +229,16 @@ pub fn consumer_lag(
     let mut out = Vec::new();
     for e in committed.elements() {
         let (low, high) = c.fetch_watermarks(e.topic(), e.partition(), timeout)?;
-        let at = match e.offset() {
-            Offset::Offset(o) => o,
-            _ => low,
-        };
-        out.push((e.topic().to_string(), e.partition(), (high - at).max(0)));
+        out.push(PartitionOffsets {
+            topic: e.topic().to_string(),
+            partition: e.partition(),
+            committed: match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            },
+            low,
+            high,
+        });
     }
     Ok(out)
 }
@@ -247,12 +263,12 @@ pub async fn pipeline_lag(cfg: &crate::config::PipelineConfig) -> anyhow::Result
     let locations = cfg.topics.driver_locations.name.clone();
     let (k, group) = (cfg.kafka.clone(), cfg.ingest.group_id.clone());
     let timeout = cfg.kafka.connect_timeout.get();
-    let (ingest, ends) = tokio::task::spawn_blocking(move || {
-        let lags = consumer_lag(&k, &group, &[&rides, &locations], timeout)?;
-        let ends = end_offsets(&k, &rides, timeout)?;
-        anyhow::Ok((lags, ends))
+    let offsets = tokio::task::spawn_blocking(move || {
+        partition_offsets(&k, &group, &[&rides, &locations], timeout)
     })
     .await??;
+    // Messages past `at` (the low watermark when nothing is recorded).
+    let behind = |o: &PartitionOffsets, at: Option<i64>| (o.high - at.unwrap_or(o.low)).max(0);
     let mut out = Vec::new();
     for t in [
         &cfg.topics.ride_events.name,
@@ -261,7 +277,11 @@ pub async fn pipeline_lag(cfg: &crate::config::PipelineConfig) -> anyhow::Result
         out.push(WorkerLag {
             consumer_group: cfg.ingest.group_id.clone(),
             topic: t.clone(),
-            lag: ingest.iter().filter(|x| &x.0 == t).map(|x| x.2).sum(),
+            lag: offsets
+                .iter()
+                .filter(|o| &o.topic == t)
+                .map(|o| behind(o, o.committed))
+                .sum(),
         });
     }
     let positions: Vec<(i32, i64)> = crate::clickhouse::client(&cfg.clickhouse, Access::Read)
@@ -274,14 +294,15 @@ pub async fn pipeline_lag(cfg: &crate::config::PipelineConfig) -> anyhow::Result
         .fetch_all()
         .await
         .context("read aggregate_progress")?;
-    let lag = ends
+    let lag = offsets
         .iter()
-        .map(|(p, (low, high))| {
+        .filter(|o| o.topic == cfg.topics.ride_events.name)
+        .map(|o| {
             let at = positions
                 .iter()
-                .find(|x| x.0 == *p)
-                .map_or(*low, |x| x.1.max(*low));
-            (high - at).max(0)
+                .find(|x| x.0 == o.partition)
+                .map(|x| x.1.max(o.low));
+            behind(o, at)
         })
         .sum();
     out.push(WorkerLag {
@@ -289,28 +310,6 @@ pub async fn pipeline_lag(cfg: &crate::config::PipelineConfig) -> anyhow::Result
         topic: cfg.topics.ride_events.name.clone(),
         lag,
     });
-    Ok(out)
-}
-
-/// (partition, (low, high) watermarks) of every partition of `topic`.
-fn end_offsets(
-    k: &crate::config::KafkaConfig,
-    topic: &str,
-    timeout: Duration,
-) -> anyhow::Result<Vec<(i32, (i64, i64))>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = crate::kafka::client_config(k, crate::kafka::Role::Consumer)
-        .create()
-        .context("cannot create a Kafka client")?;
-    let md = c
-        .fetch_metadata(Some(topic), timeout)
-        .with_context(|| format!("metadata of {topic}"))?;
-    let mut out = Vec::new();
-    for t in md.topics().iter().filter(|x| x.error().is_none()) {
-        for p in t.partitions() {
-            out.push((p.id(), c.fetch_watermarks(topic, p.id(), timeout)?));
-        }
-    }
     Ok(out)
 }
 
