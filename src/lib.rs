@@ -3,7 +3,7 @@
 //! The library mirrors the pipeline: [`config`] (pipeline.yaml), [`events`] (the wire
 //! schema), [`kafka`] (clients and topic provisioning), [`clickhouse`] (client and
 //! schema migrations), [`local`] (the local real stack), [`generate`] (the traffic
-//! generator), [`ingest`] and [`query`] (raw events in ClickHouse), [`alerts`] (alert
+//! generator), [`grafana`] (the dashboard model and the plugin's macros), [`ingest`] and [`query`] (raw events in ClickHouse), [`alerts`] (alert
 //! rules and PagerDuty), [`bench`] (benchmarks), [`verify`] (end-to-end checks), and one module per command under
 //! [`cli`]. The binary only parses arguments and calls [`cli::run`].
 
@@ -18,6 +18,7 @@ pub mod config;
 pub mod events;
 pub mod exit;
 pub mod generate;
+pub mod grafana;
 pub mod ingest;
 pub mod kafka;
 pub mod local;

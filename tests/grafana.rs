@@ -16,16 +16,12 @@
 //! published models in tests/python/test_grafana_dashboard.py.
 
 mod common;
-#[path = "grafana/macros.rs"]
-mod macros;
-#[path = "grafana/model.rs"]
-mod model;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use macros::{EnvMode, QueryContext, expand_env, expand_macros, interpolate_variables};
-use model::*;
+use ridectl::grafana::macros::{EnvMode, QueryContext, expand_env, expand_macros, interpolate_variables};
+use ridectl::grafana::model::*;
 use ridectl::alerts::{self, Window};
 use ridectl::config::{AlertRule, Loaded};
 use ridectl::query::{self, Params, ResultSet};

@@ -34,7 +34,7 @@ fn to_date_time64(ms: i64) -> String {
 }
 
 fn to_date(ms: i64) -> String {
-    format!("toDate('{}')", &ridectl::time::format_millis(ms)[..10])
+    format!("toDate('{}')", &crate::time::format_millis(ms)[..10])
 }
 
 /// Go's `int(math.Max(d.Seconds(), 1))`.

@@ -9,7 +9,7 @@
 //! Alertmanager route (notification policy) fields.
 //!
 //! Fields exist to accept (or reject) what the files say; not all are read.
-#![allow(dead_code)]
+
 
 use std::collections::BTreeMap;
 
