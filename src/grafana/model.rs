@@ -10,7 +10,6 @@
 //!
 //! Fields exist to accept (or reject) what the files say; not all are read.
 
-
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
