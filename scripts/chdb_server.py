@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """ClickHouse-compatible HTTP interface in front of chDB, the embedded ClickHouse engine.
 
-Serves the part of ClickHouse's HTTP protocol used by the `clickhouse` Rust crate,
-clickhouse-connect and curl:
+Serves the part of ClickHouse's HTTP protocol used by the clients of the driver matrix
+(tests/drivers: clickhouse-go v2, clickhouse-connect, @clickhouse/client, the JDBC driver,
+the `clickhouse` Rust crate) and curl:
 
 * the query in `?query=`, in the body, or in a multipart form (`query` field), where a
   body after a URL query continues it (which is how INSERT data travels);
@@ -11,7 +12,11 @@ clickhouse-connect and curl:
 * streaming INSERTs in any input format, with ClickHouse's compressed-block framing
   (`decompress=1`) and HTTP `Content-Encoding`;
 * results in ClickHouse's block framing (`compress=1`) and/or HTTP compression;
-* ClickHouse-style errors, users with passwords and read-only users;
+* Native results in the layout of the client's `client_protocol_version`, as a server
+  writes them (NativeTranscoder: chDB itself only writes revision 0);
+* ClickHouse-style errors (`X-ClickHouse-Exception-Code`, the body in the `compress=1`
+  framing when asked for; after the first bytes of a result, the tagged `__exception__`
+  block and a response broken off), users with passwords and read-only users;
 * HTTPS (`--tls-cert`/`--tls-key`), the handshake done on the connection's own thread.
 
 Each request runs on its own short-lived chDB connection, i.e. a fresh ClickHouse session,
@@ -20,7 +25,10 @@ into later requests. A root connection keeps the engine open for the server's li
 chDB allows a single process per data directory, so this server is its only user.
 
 Not supported: HTTP sessions (`session_id` is accepted and ignored, every request is its own
-session), X-ClickHouse-Progress headers, external tables in multipart requests, HEAD/OPTIONS.
+session), X-ClickHouse-Progress headers, external tables in multipart requests, HEAD/OPTIONS,
+AggregateFunction/Dynamic/Variant/JSON columns in Native at a nonzero protocol revision
+(refused: their data cannot be delimited here), the time zone of `DateTime('tz')` type
+names in Native (chDB's revision-0 output drops it).
 """
 
 import argparse
