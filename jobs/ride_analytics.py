@@ -58,8 +58,8 @@ LOG_PREFIX = "ride_analytics"
 
 LAT_LNG = StructType([StructField("lat", DoubleType()), StructField("lng", DoubleType())])
 
-# The fields of a ride event the aggregation reads (docs/events.md). Other fields
-# (driver_id, final_fare, cancelled_by) are optional and not needed here.
+# The fields of a ride event the aggregation reads or validates (docs/events.md).
+# Others (driver_id, cancelled_by, anything unknown) are ignored.
 EVENT_SCHEMA = StructType(
     [
         StructField("event_id", StringType()),
@@ -72,11 +72,13 @@ EVENT_SCHEMA = StructType(
         StructField("user_id", StringType()),
         StructField("pickup", LAT_LNG),
         StructField("dropoff", LAT_LNG),
+        StructField("final_fare", DoubleType()),
     ]
 )
 
 EVENT_TYPES = ["requested", "accepted", "started", "completed", "cancelled"]
 SCHEMA_VERSION = 1
+MAX_CITY_CHARS = 64  # = events::MAX_CITY_CHARS
 
 
 def log(msg: str) -> None:
@@ -146,34 +148,53 @@ def kafka_options(a) -> dict:
 def parse_events(raw: DataFrame, max_clock_skew_ms: int) -> DataFrame:
     """Kafka records -> events with `event_time` and a `valid` flag.
 
-    `valid` mirrors the native worker's validation (src/events.rs): a JSON object
-    with every required field, a known event_type, an ISO-8601 timestamp between
-    2000 and 2100 and at most max_clock_skew ahead of now, non-empty ids, a finite
-    non-negative fare, coordinates in range, a supported schema_version. The
-    native worker dead-letters the others; this job skips and counts them.
+    `valid` mirrors the wire contract of src/events.rs (docs/events.md): required
+    event_type (a known one), ride_id, city (1..MAX_CITY_CHARS characters) and
+    timestamp (ISO-8601 with Z, an offset or none = UTC; or integer epoch
+    milliseconds) between 2000 and 2100 and at most max_clock_skew ahead of now;
+    optional event_id/user_id (non-empty when present), estimated_fare/final_fare
+    (finite, non-negative when present), pickup/dropoff (in range when present),
+    schema_version (absent: 1). The ingest worker dead-letters the others; this job
+    skips and counts them. An absent fare is left out of avg (Spark's avg ignores
+    nulls), an absent rider out of the distinct count.
     """
     e = raw.select(
         F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).alias("e")
     ).select("e.*")
-    # Timestamps are parsed in the session time zone (UTC) unless they carry one.
-    e = e.withColumn("event_time", F.try_to_timestamp(F.col("timestamp")))
+    # Timestamps are parsed in the session time zone (UTC) unless they carry one;
+    # a JSON number is read into the string field as its digits: epoch milliseconds.
+    ts = F.col("timestamp")
+    e = e.withColumn(
+        "event_time",
+        F.when(
+            ts.rlike("^[0-9]+$"),
+            F.timestamp_millis(ts.cast("long")),
+        ).otherwise(F.try_to_timestamp(ts)),
+    )
 
     def non_empty(c):
         return F.col(c).isNotNull() & (F.length(F.col(c)) > 0)
 
+    def absent_or_non_empty(c):
+        return F.col(c).isNull() | (F.length(F.col(c)) > 0)
+
     def point_ok(c):
-        return (
+        return F.col(c).isNull() | (
             F.col(f"{c}.lat").between(-90.0, 90.0) & F.col(f"{c}.lng").between(-180.0, 180.0)
         )
 
+    def fare_ok(c):
+        f = F.col(c)
+        return f.isNull() | (~F.isnan(f) & (f >= 0.0) & (f < float("inf")))
+
     version = F.coalesce(F.col("schema_version"), F.lit(SCHEMA_VERSION))
-    fare = F.col("estimated_fare")
     t = F.col("event_time")
     valid = (
-        non_empty("event_id")
+        absent_or_non_empty("event_id")
         & non_empty("ride_id")
-        & non_empty("user_id")
-        & non_empty("city")
+        & absent_or_non_empty("user_id")
+        & (F.length(F.trim(F.col("city"))) > 0)
+        & (F.char_length(F.col("city")) <= MAX_CITY_CHARS)
         & F.col("event_type").isin(EVENT_TYPES)
         & t.isNotNull()
         & (t >= F.lit("2000-01-01 00:00:00").cast("timestamp"))
@@ -183,16 +204,14 @@ def parse_events(raw: DataFrame, max_clock_skew_ms: int) -> DataFrame:
             <= F.current_timestamp()
             + F.expr(f"make_dt_interval(0, 0, 0, {max_clock_skew_ms / 1000.0})")
         )
-        & fare.isNotNull()
-        & ~F.isnan(fare)
-        & (fare >= 0.0)
-        & (fare < float("inf"))
+        & fare_ok("estimated_fare")
+        & fare_ok("final_fare")
         & point_ok("pickup")
         & point_ok("dropoff")
         & (version >= 1)
         & (version <= SCHEMA_VERSION)
     )
-    # Null (a missing field) counts as invalid.
+    # Null (a missing required field) counts as invalid.
     return e.withColumn("valid", F.coalesce(valid, F.lit(False)))
 
 

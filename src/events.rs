@@ -482,7 +482,9 @@ pub fn parse_ride_event(bytes: &[u8]) -> Result<RideEventView<'_>, Rejection> {
         return invalid("ride_id is empty".into());
     }
     if ev.event_id.as_deref() == Some("") || ev.user_id.as_deref() == Some("") {
-        return invalid("event_id and user_id must not be empty (leave them out if unknown)".into());
+        return invalid(
+            "event_id and user_id must not be empty (leave them out if unknown)".into(),
+        );
     }
     city_ok(&ev.city)?;
     if !fare_ok(ev.estimated_fare) {
@@ -497,7 +499,11 @@ pub fn parse_ride_event(bytes: &[u8]) -> Result<RideEventView<'_>, Rejection> {
             ev.final_fare.unwrap_or_default()
         ));
     }
-    if [ev.pickup, ev.dropoff].iter().flatten().any(|p| !lat_lng_ok(p)) {
+    if [ev.pickup, ev.dropoff]
+        .iter()
+        .flatten()
+        .any(|p| !lat_lng_ok(p))
+    {
         return invalid("pickup/dropoff coordinates out of range".into());
     }
     if ev.schema_version == 0 || ev.schema_version > SCHEMA_VERSION {
@@ -629,6 +635,73 @@ mod tests {
             reason(&GOOD.replace("12.5", "-3")),
             RejectReason::InvalidValue
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_or_ignored_never_a_crash() {
+        let deep = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        // Ignored as an unknown field, however deep: then event_type is missing.
+        assert_eq!(reason(&deep), RejectReason::MissingField);
+        let in_extra = GOOD.replacen(
+            "{",
+            &format!("{{\"x\":{}{},", "[".repeat(100_000), "]".repeat(100_000)),
+            1,
+        );
+        assert!(parse_ride_event(in_extra.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn the_contract_minimum_and_its_defaults() {
+        let t0 = parse_iso8601("2026-11-26T12:00:00.123Z").unwrap();
+        let min = format!(
+            r#"{{"event_type":"requested","ride_id":"r","timestamp":{t0},"city":"x' OR 1=1"}}"#
+        );
+        let ev = parse_ride_event(min.as_bytes()).unwrap();
+        assert_eq!(ev.event_time, t0);
+        assert_eq!(ev.event_id_at("ride-events", 3, 9), "kafka:ride-events:3:9");
+        assert_eq!(
+            (ev.estimated_fare, ev.user(), ev.schema_version),
+            (None, "", 1)
+        );
+        let extra = GOOD.replacen("{", r#"{"surge":{"m":1.4,"tags":[1,2]},"#, 1);
+        assert!(parse_ride_event(extra.as_bytes()).is_ok());
+        for t in [
+            "2026-11-26T13:00:00.123456789+01:00",
+            "2026-11-26T12:00:00.123Z",
+            "2026-11-26T12:00:00.123",
+        ] {
+            let e = GOOD.replace("2026-11-26T12:00:00.123Z", t);
+            assert_eq!(
+                parse_ride_event(e.as_bytes()).unwrap().event_time,
+                t0,
+                "{t}"
+            );
+        }
+        assert_eq!(
+            reason(&GOOD.replace("\"berlin\"", &format!("{:?}", "b".repeat(65)))),
+            RejectReason::InvalidValue
+        );
+        assert_eq!(
+            reason(&GOOD.replace("\"berlin\"", "\" \"")),
+            RejectReason::InvalidValue
+        );
+        assert_eq!(
+            reason(
+                r#"{"event_type":"requested","ride_id":"r","timestamp":1764158400123.5,"city":"b"}"#
+            ),
+            RejectReason::InvalidTimestamp
+        );
+        let dup = GOOD.replacen("{", r#"{"city":"prague","#, 1);
+        assert_eq!(reason(&dup), RejectReason::InvalidJson);
+        let skew = Contract {
+            max_clock_skew: 300_000,
+        };
+        let now = t0 - 400_000;
+        assert_eq!(
+            skew.ride_event(GOOD.as_bytes(), now).unwrap_err().reason,
+            RejectReason::TimestampOutOfRange
+        );
+        assert!(skew.ride_event(GOOD.as_bytes(), now + 200_000).is_ok());
     }
 
     #[test]

@@ -618,7 +618,10 @@ async fn bad_input_is_dead_lettered_once_late_events_are_routed_and_valid_ones_a
         from_beginning: true,
     };
     let ingested = ridectl::ingest::run(&l.config, opts, sd).await.unwrap();
-    assert_eq!(ingested.dead_letters.values().sum::<u64>(), bad.len() as u64);
+    assert_eq!(
+        ingested.dead_letters.values().sum::<u64>(),
+        bad.len() as u64
+    );
     let dlq = read_topic(&l, &l.config.topics.dead_letter.name);
     assert_eq!(dlq.len(), bad.len());
     for (reason, payload) in &bad {
@@ -649,16 +652,8 @@ async fn bad_input_is_dead_lettered_once_late_events_are_routed_and_valid_ones_a
     assert_eq!(lt.len(), 1);
     assert_eq!(lt[0].1, late.as_bytes());
     assert_eq!(lt[0].2[ridectl::kafka::dlq::REASON_HEADER], "late");
-    assert!(
-        lt[0]
-            .2
-            .contains_key(ridectl::kafka::dlq::EVENT_TIME_HEADER)
-    );
-    assert!(
-        lt[0]
-            .2
-            .contains_key(ridectl::kafka::dlq::WATERMARK_HEADER)
-    );
+    assert!(lt[0].2.contains_key(ridectl::kafka::dlq::EVENT_TIME_HEADER));
+    assert!(lt[0].2.contains_key(ridectl::kafka::dlq::WATERMARK_HEADER));
     assert_same(&metrics_rows(&l).await, &expected);
 }
 

@@ -3,7 +3,8 @@
 -- Used by `ridectl verify` and tests/aggregate.rs.
 --
 -- {events:Identifier}: a table of the events to count (columns event_type,
--- timestamp DateTime64(3), city, estimated_fare, user_id), each event once;
+-- timestamp DateTime64(3), city, estimated_fare, user_id; fare and rider may be
+-- NULL), each event once;
 -- {len:Int64} / {slide:Int64}: aggregation.window / aggregation.slide in ms.
 -- Windows are [start, start + len) with start ≡ 0 (mod slide): an event at t
 -- belongs to the len / slide windows whose start lies in (t - len, t].
@@ -15,8 +16,10 @@ SELECT
     countIf(event_type = 'requested') AS requests,
     countIf(event_type = 'completed') AS completions,
     countIf(event_type = 'cancelled') AS cancellations,
-    sum(estimated_fare) / count() AS avg_fare,
-    uniqExact(user_id) AS unique_riders,
+    -- An event without a fare is left out of the average; one without a rider is
+    -- not a rider (docs/events.md).
+    if(count(estimated_fare) = 0, 0, sum(estimated_fare) / count(estimated_fare)) AS avg_fare,
+    uniqExactIf(user_id, ifNull(user_id, '') != '') AS unique_riders,
     if(requests = 0, 0, cancellations / requests) AS cancellation_rate,
     if(requests = 0, 0, completions / requests) AS completion_rate,
     toUInt8(1) AS is_final,

@@ -23,9 +23,9 @@ use clickhouse::{Client, Row};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::kafka::dlq;
 use super::engine::{CLOSED, PartialRow, Progress, Resume, RiderRows, TriggerOutput};
 use super::metrics::Metrics;
+use crate::kafka::dlq;
 use crate::time::{EpochMillis, format_millis, now_millis};
 
 /// The merge query (see the file for its parameters).

@@ -22,10 +22,10 @@ use rdkafka::producer::DeliveryFuture;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
-use crate::kafka::dlq::{DeadLetterRole, Origin, SideOutputs};
 use super::engine::{Engine, Ingest};
 use super::metrics::{Metrics, Snapshot};
 use super::sink::{self, Ack, Batch};
+use crate::kafka::dlq::{DeadLetterRole, Origin, SideOutputs};
 use crate::throttle::{LogThrottle, held_back};
 use crate::time::{EpochMillis, now_millis};
 

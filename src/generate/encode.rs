@@ -391,8 +391,7 @@ enum Fault {
 mod tests {
     use super::*;
     use crate::events::{
-        CancelledBy, DriverStatus, LatLng, RideEvent, parse_driver_location,
-        parse_ride_event,
+        CancelledBy, DriverStatus, LatLng, RideEvent, parse_driver_location, parse_ride_event,
     };
 
     fn sample() -> SimEvent {

@@ -155,16 +155,32 @@ struct Polled {
 /// Polls the consumer on a dedicated thread and hands messages over a bounded
 /// channel: when the writer falls behind, the channel fills and polling waits
 /// (backpressure), while librdkafka keeps its own prefetch bounded.
+///
+/// When a poll returns nothing, every message fetched so far has been sent, and the
+/// poller records the consumer's positions in `idle_at`: a bounded run reads them
+/// to finish partitions that end in a transaction marker (no message at end − 1,
+/// e.g. after `ridectl dlq replay`).
 fn spawn_poller(
     consumer: Arc<IngestConsumer>,
     tx: tokio::sync::mpsc::Sender<Polled>,
     stop: Arc<AtomicBool>,
+    idle_at: Arc<Mutex<HashMap<(String, i32), i64>>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let errors = LogThrottle::new(ERROR_LOG_EVERY);
         while !stop.load(Ordering::Relaxed) {
             match consumer.poll(Duration::from_millis(100)) {
-                None => {}
+                None => {
+                    if let Ok(pos) = consumer.position()
+                        && let Ok(mut idle) = idle_at.lock()
+                    {
+                        for e in pos.elements() {
+                            if let Offset::Offset(o) = e.offset() {
+                                idle.insert((e.topic().to_string(), e.partition()), o);
+                            }
+                        }
+                    }
+                }
                 Some(Ok(m)) => {
                     let polled = Polled {
                         topic: m.topic().to_string(),
@@ -266,7 +282,8 @@ pub async fn run(
     let consumer = Arc::new(consumer);
     let (tx, rx) = tokio::sync::mpsc::channel(10_000);
     let stop = Arc::new(AtomicBool::new(false));
-    let poller = spawn_poller(consumer.clone(), tx, stop.clone());
+    let idle_at = Arc::new(Mutex::new(HashMap::new()));
+    let poller = spawn_poller(consumer.clone(), tx, stop.clone(), idle_at.clone());
     let worker = Worker {
         cfg,
         consumer,
@@ -283,7 +300,7 @@ pub async fn run(
         shutdown,
     };
     // The loop owns the receiver: when it returns, the poll thread's next send fails.
-    let result = worker.run_loop(rx, targets).await;
+    let result = worker.run_loop(rx, targets, idle_at).await;
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || poller.join()).await;
     let mut summary = result?;
@@ -339,6 +356,7 @@ impl Worker<'_> {
         mut self,
         mut rx: tokio::sync::mpsc::Receiver<Polled>,
         mut targets: Option<EndOffsets>,
+        idle_at: Arc<Mutex<HashMap<(String, i32), i64>>>,
     ) -> anyhow::Result<IngestSummary> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut last_log = Instant::now();
@@ -367,7 +385,16 @@ impl Worker<'_> {
                         }
                     }
                 }
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    // The poller was idle at these positions after sending every
+                    // message below them; with the channel empty, all were accepted.
+                    if let Some(t) = targets.as_mut()
+                        && rx.is_empty()
+                        && let Ok(idle) = idle_at.lock()
+                    {
+                        t.retain(|k, end| idle.get(k).is_none_or(|pos| pos < end));
+                    }
+                }
                 _ = shutdown.wait() => break,
             }
             self.drop_revoked();

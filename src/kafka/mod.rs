@@ -1,6 +1,7 @@
 //! Kafka clients built from `pipeline.yaml`, and topic provisioning ([`topics`]).
 
 pub mod dlq;
+pub mod read;
 pub mod topics;
 
 use std::time::{Duration, Instant};

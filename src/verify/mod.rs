@@ -20,7 +20,6 @@
 //! state as it is.
 
 pub mod oracle;
-pub mod read;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -32,8 +31,8 @@ use crate::clickhouse::{self as ch, Access};
 use crate::config::PipelineConfig;
 use crate::events::{RejectReason, parse_ride_event};
 use crate::kafka::dlq::REASON_HEADER;
+use crate::kafka::read::Record;
 use oracle::WindowsDiff;
-use read::Record;
 
 /// How to verify.
 #[derive(Clone, Debug)]
@@ -237,7 +236,7 @@ fn ids(records: &[Record], filter: impl Fn(&Record) -> bool) -> HashSet<String> 
 
 async fn read(cfg: &PipelineConfig, topic: &str, timeout: Duration) -> anyhow::Result<Vec<Record>> {
     let (k, t) = (cfg.kafka.clone(), topic.to_string());
-    tokio::task::spawn_blocking(move || read::read_topic(&k, &t, timeout))
+    tokio::task::spawn_blocking(move || crate::kafka::read::read_topic(&k, &t, timeout))
         .await
         .context("the topic reader panicked")?
 }

@@ -42,7 +42,7 @@ impl EventsTable {
         client
             .query_raw(&format!(
                 "CREATE TABLE `{name}` (event_type String, timestamp DateTime64(3, 'UTC'), \
-                 city String, estimated_fare Float64, user_id String) \
+                 city String, estimated_fare Nullable(Float64), user_id Nullable(String)) \
                  ENGINE = MergeTree ORDER BY tuple()"
             ))
             .execute()

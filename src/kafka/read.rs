@@ -1,6 +1,8 @@
 //! Reading a whole topic, bounded: every partition from its low watermark to the
 //! high watermark it had when the read started, without joining a consumer group
-//! or committing anything.
+//! or committing anything. Shared by `ridectl verify` (whole topics against
+//! ClickHouse) and `ridectl dlq` (the side topics). Transactional producers (the dlq
+//! replayer) are read committed, librdkafka's default.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -27,9 +29,28 @@ pub struct Record {
     pub headers: HashMap<String, String>,
 }
 
-/// Reads every message of `topic` present when the call starts (blocking). Fails
-/// if the topic does not exist or the read does not finish within `timeout`.
+/// Reads every message of `topic` present when the call starts (blocking), as
+/// [`Record`]s. Fails if the topic does not exist or the read does not finish
+/// within `timeout`.
 pub fn read_topic(k: &KafkaConfig, topic: &str, timeout: Duration) -> anyhow::Result<Vec<Record>> {
+    scan_topic(k, topic, timeout, |m| {
+        Some(Record {
+            partition: m.partition(),
+            offset: m.offset(),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers: headers(m),
+        })
+    })
+}
+
+/// Reads every message of `topic` present when the call starts (blocking), keeping
+/// what `keep` maps it to. Fails like [`read_topic`].
+pub fn scan_topic<T>(
+    k: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+    mut keep: impl FnMut(&BorrowedMessage<'_>) -> Option<T>,
+) -> anyhow::Result<Vec<T>> {
     let started = Instant::now();
     let consumer: BaseConsumer = kafka::client_config(k, Role::Consumer)
         // Never used to join or commit: assign() only.
@@ -78,13 +99,10 @@ pub fn read_topic(k: &KafkaConfig, topic: &str, timeout: Duration) -> anyhow::Re
             None => {}
             Some(Ok(m)) => {
                 let (p, o) = (m.partition(), m.offset());
-                if ends.get(&p).is_some_and(|end| o < *end) {
-                    out.push(Record {
-                        partition: p,
-                        offset: o,
-                        payload: m.payload().unwrap_or_default().to_vec(),
-                        headers: headers(&m),
-                    });
+                if ends.get(&p).is_some_and(|end| o < *end)
+                    && let Some(t) = keep(&m)
+                {
+                    out.push(t);
                 }
                 if ends.get(&p).is_some_and(|end| o + 1 >= *end) {
                     ends.remove(&p);
