@@ -3,7 +3,7 @@
 //! The library mirrors the pipeline: [`config`] (pipeline.yaml), [`events`] (the wire
 //! schema), [`kafka`] (clients and topic provisioning), [`clickhouse`] (client and
 //! schema migrations), [`local`] (the local real stack), [`generate`] (the traffic
-//! generator), [`grafana`] (the dashboard model and the plugin's macros), [`ingest`] and [`query`] (raw events in ClickHouse), [`alerts`] (alert
+//! generator), [`grafana`] (the dashboard model and the plugin's macros), [`dashboard`] (`ridectl dashboard`: the Grafana dashboard served live by ridectl), [`ingest`] and [`query`] (raw events in ClickHouse), [`alerts`] (alert
 //! rules and PagerDuty), [`bench`] (benchmarks), [`verify`] (end-to-end checks), and one module per command under
 //! [`cli`]. The binary only parses arguments and calls [`cli::run`].
 
@@ -15,6 +15,7 @@ pub mod bench;
 pub mod cli;
 pub mod clickhouse;
 pub mod config;
+pub mod dashboard;
 pub mod events;
 pub mod exit;
 pub mod generate;

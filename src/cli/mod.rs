@@ -5,6 +5,7 @@ mod aggregate_cmd;
 mod alerts_cmd;
 mod bench_cmd;
 mod config_cmd;
+mod dashboard_cmd;
 mod generate_cmd;
 mod ingest_cmd;
 mod local_cmd;
@@ -32,6 +33,7 @@ Examples:
   ridectl bench generate                the generator's maximum rate vs Kafka's own
   ridectl alerts check --dry-run        evaluate the alert rules, print the PagerDuty events
   ridectl verify                        check ClickHouse against the events in Kafka
+  ridectl dashboard --open              the live ops dashboard in a browser
 
 Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
 --profile / RIDECTL_PROFILE says otherwise.
@@ -101,6 +103,8 @@ pub enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Check ClickHouse and the side topics against the ride events (end to end).
     Verify(verify_cmd::VerifyArgs),
+    /// Serve the live ops dashboard (the Grafana dashboard, rendered by ridectl).
+    Dashboard(dashboard_cmd::DashboardArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -119,6 +123,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Alerts(args) => block_on(alerts_cmd::run(&cli.global, args)),
         Command::Bench(args) => block_on(bench_cmd::run(&cli.global, args)),
         Command::Verify(args) => block_on(verify_cmd::run(&cli.global, args)),
+        Command::Dashboard(args) => block_on(dashboard_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
