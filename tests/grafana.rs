@@ -20,10 +20,12 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use ridectl::grafana::macros::{EnvMode, QueryContext, expand_env, expand_macros, interpolate_variables};
-use ridectl::grafana::model::*;
 use ridectl::alerts::{self, Window};
 use ridectl::config::{AlertRule, Loaded};
+use ridectl::grafana::macros::{
+    EnvMode, QueryContext, expand_env, expand_macros, interpolate_variables,
+};
+use ridectl::grafana::model::*;
 use ridectl::query::{self, Params, ResultSet};
 use ridectl::time::{EpochMillis, format_clickhouse, now_millis};
 

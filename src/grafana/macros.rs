@@ -472,7 +472,9 @@ pub fn interpolate_variables(
 /// `${VAR}` (alert rule annotations).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EnvMode {
+    /// `$VAR` and `${VAR}`.
     Full,
+    /// `${VAR}` only.
     BracedOnly,
 }
 
