@@ -216,6 +216,7 @@
       e.box.classList.remove("error");
       e.read.textContent = "read " + clock(data.read_at);
       e.box.dataset.readAt = data.read_at;
+      e.box.dataset.query = q;
       draw(e);
       e.box.classList.remove("flash");
       void e.box.offsetWidth;

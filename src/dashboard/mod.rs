@@ -28,6 +28,7 @@
 //!   event stream.
 
 pub mod assets;
+pub mod browser;
 pub mod model;
 pub mod query;
 pub mod server;
