@@ -62,6 +62,11 @@
     for (const s of th.steps) if (s.value === null || v >= s.value) c = s.color;
     return c;
   }
+  function timeLabel(ts, u) {
+    const iso = new Date(ts * 1000).toISOString();
+    const span = u.scales.x.max - u.scales.x.min;
+    return span > 86400 * 1.5 ? iso.slice(5, 10) + " " + iso.slice(11, 16) : iso.slice(11, 16);
+  }
   const clock = (ms) => new Date(ms).toISOString().slice(11, 19);
   const isNum = (t) => /^(Nullable\()?(LowCardinality\()?(U?Int|Float|Decimal)/.test(t);
   const isTime = (t) => /^(Nullable\()?DateTime/.test(t);
@@ -192,7 +197,7 @@
   function layout() {
     const grid = $("#grid");
     const rows = Math.max(...S.dash.panels.map((p) => p.gridPos.y + p.gridPos.h));
-    const top = $("#bar").offsetHeight + $("#foot").offsetHeight + 24;
+    const top = $("#bar").offsetHeight + $("#foot").offsetHeight + 36;
     const gap = 8;
     const rowH = Math.max(26, Math.floor((window.innerHeight - top - gap * (rows - 1)) / rows));
     grid.style.setProperty("--row", rowH + "px");
@@ -257,9 +262,14 @@
       S.metrics.events += 1;
       S.metrics.lastEvent = w;
       document.body.dataset.events = S.metrics.events;
-      dot.className = w.ok ? "live" : "down";
-      text.textContent = w.ok ? "live · new data " + clock(w.changed_at || Date.now()) : "ClickHouse unavailable";
-      if (S.version !== null && w.version !== S.version && w.ok) refreshAll(false);
+      if (w.version === 0) {
+        dot.className = "live";
+        text.textContent = "live";
+      } else {
+        dot.className = w.ok ? "live" : "down";
+        text.textContent = w.ok ? "live · new data " + clock(w.changed_at) : "ClickHouse unavailable";
+      }
+      if (S.version && w.version !== S.version && w.ok) refreshAll(false);
       S.version = w.version;
     });
     es.onerror = () => { dot.className = "down"; text.textContent = "reconnecting…"; };
@@ -359,7 +369,7 @@
     const custom = def.custom || {};
     const unit = def.unit, dec = def.decimals;
     const names = [...series.keys()];
-    const key = names.join("|") + "@" + e.body.clientWidth + "x" + e.body.clientHeight;
+    const key = names.join("|");
     const data = [times, ...names.map((n) => series.get(n))];
     let points = 0;
     for (const s of series.values()) for (const v of s) if (v !== null) points++;
@@ -386,7 +396,7 @@
       legend: { show: ((e.p.options || {}).legend || {}).showLegend !== false, live: true },
       cursor: { points: { size: 6 }, focus: { prox: 16 } },
       scales: { x: { time: true }, y: { range: yRange } },
-      axes: [axis, { ...axis, size: 64, values: (u, vals) => vals.map((v) => fmt(v, unit, dec)) }],
+      axes: [{ ...axis, values: (u, splits) => splits.map((ts) => timeLabel(ts, u)) }, { ...axis, size: 64, values: (u, vals) => vals.map((v) => fmt(v, unit, dec)) }],
       series: [{ label: "time (UTC)", value: (u, v) => v == null ? "–" : new Date(v * 1000).toISOString().slice(11, 16) }]
         .concat(names.map((n, i) => ({
           label: n, stroke: PALETTE[i % PALETTE.length], width: custom.lineWidth || 1,
@@ -398,10 +408,20 @@
     };
     e.plot = new uPlot(opts, data, e.body);
     e.plotKey = key;
+    fitPlot(e);
+    if (!e.observer) {
+      e.observer = new ResizeObserver(() => fitPlot(e));
+      e.observer.observe(e.body);
+    }
+  }
+
+  // The plot takes the panel body's height minus its legend.
+  function fitPlot(e) {
+    if (!e.plot) return;
     const legend = e.plot.root.querySelector(".u-legend");
     const lh = legend ? legend.offsetHeight : 0;
-    const s = size(e);
-    e.plot.setSize({ width: s.width, height: Math.max(60, s.height - lh - 4) });
+    const w = Math.max(120, e.body.clientWidth), h = Math.max(60, e.body.clientHeight - lh - 4);
+    if (Math.abs(e.plot.width - w) > 1 || Math.abs(e.plot.height - h) > 1) e.plot.setSize({ width: w, height: h });
   }
 
   function drawTable(e) {
