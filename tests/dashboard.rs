@@ -161,9 +161,11 @@ impl Running {
 /// GET with an explicit Host header; (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
         .await
@@ -175,7 +177,10 @@ async fn get(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status line");
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -210,7 +215,10 @@ async fn requests_name_a_panel_never_sql_and_panels_return_clickhouse_data() {
     // The layout never carries SQL.
     let (status, body) = get(s.addr, "/api/dashboard", &host).await;
     assert_eq!(status, 200);
-    assert!(!body.contains("SELECT") && !body.contains("rawSql"), "{body}");
+    assert!(
+        !body.contains("SELECT") && !body.contains("rawSql"),
+        "{body}"
+    );
 
     // Real data from the ClickHouse endpoint.
     let before = s.queries.get();
@@ -254,7 +262,13 @@ async fn requests_name_a_panel_never_sql_and_panels_return_clickhouse_data() {
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).expect("json");
     assert!(!v["rows"].as_array().expect("rows").is_empty());
-    assert!(v["rows"].as_array().expect("rows").iter().all(|r| r[1] == "prague"));
+    assert!(
+        v["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|r| r[1] == "prague")
+    );
     let (status, body) = get(
         s.addr,
         "/api/panel/1?range=1h&var-city=x%27%20OR%201%3D1%20--",
@@ -270,7 +284,10 @@ async fn requests_name_a_panel_never_sql_and_panels_return_clickhouse_data() {
         let (status, body) = get(s.addr, &format!("/api/panel/{id}?range=1h"), &host).await;
         assert_eq!(status, 200, "panel {id}: {body}");
         let v: Value = serde_json::from_str(&body).expect("json");
-        assert!(!v["rows"].as_array().expect("rows").is_empty(), "panel {id}: {body}");
+        assert!(
+            !v["rows"].as_array().expect("rows").is_empty(),
+            "panel {id}: {body}"
+        );
     }
     s.stop().await;
 }
@@ -333,7 +350,10 @@ fn check_rendered(ps: &[Value], what: &str) {
             "stat" => {
                 let values = p["values"].as_array().expect("values");
                 assert_eq!(values.len(), 3, "{what}: panel {id}: {p}");
-                assert!(values.iter().all(Value::is_number), "{what}: panel {id}: {p}");
+                assert!(
+                    values.iter().all(Value::is_number),
+                    "{what}: panel {id}: {p}"
+                );
             }
             "barchart" => assert!(p["bars"].as_u64() >= Some(1), "{what}: panel {id}: {p}"),
             other => panic!("{what}: panel {id}: unexpected type {other}"),
@@ -460,6 +480,9 @@ async fn the_dashboard_renders_every_panel_in_chromium_and_follows_new_data() {
         "dashboard: page load to every panel drawn {load:?}; new event visible after {shown:?}; screenshot {}",
         shot.display()
     );
-    assert!(shown < Duration::from_secs(5), "pushed, not refreshed: {shown:?}");
+    assert!(
+        shown < Duration::from_secs(5),
+        "pushed, not refreshed: {shown:?}"
+    );
     s.stop().await;
 }

@@ -90,10 +90,8 @@ impl Browser {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let profile = std::env::temp_dir().join(format!(
-            "ridectl-chromium-{}-{nanos}",
-            std::process::id()
-        ));
+        let profile =
+            std::env::temp_dir().join(format!("ridectl-chromium-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&profile)?;
         let mut cmd = Command::new(&bin);
         cmd.args([
@@ -142,7 +140,8 @@ impl Browser {
             next_id: 0,
             events: Vec::new(),
         };
-        b.call("Runtime.enable", json!({})).context("Runtime.enable")?;
+        b.call("Runtime.enable", json!({}))
+            .context("Runtime.enable")?;
         b.call("Log.enable", json!({}))?;
         b.call("Page.enable", json!({}))?;
         b.call(
@@ -271,7 +270,9 @@ impl Browser {
                         "exception: {}",
                         p["exceptionDetails"]["exception"]["description"]
                             .as_str()
-                            .unwrap_or_else(|| p["exceptionDetails"]["text"].as_str().unwrap_or("?"))
+                            .unwrap_or_else(|| p["exceptionDetails"]["text"]
+                                .as_str()
+                                .unwrap_or("?"))
                     )),
                     "Log.entryAdded" if p["entry"]["level"] == "error" => Some(format!(
                         "log: {} {}",

@@ -174,7 +174,11 @@ pub fn parse(text: &str, source: &Path) -> anyhow::Result<LocalDashboard> {
     let mut order = Vec::new();
     let mut supported = Vec::new();
     for (i, p) in raw_panels.into_iter().enumerate() {
-        let ty = p.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        let ty = p
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if serde_json::from_value::<PanelType>(Value::String(ty.clone())).is_ok() {
             order.push(Err(supported.len()));
             supported.push(p);
@@ -185,7 +189,11 @@ pub fn parse(text: &str, source: &Path) -> anyhow::Result<LocalDashboard> {
     doc["panels"] = Value::Array(supported.clone());
     let d: Dashboard = serde_path_to_error::deserialize(doc)
         .map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))?;
-    let mut typed = d.panels.into_iter().zip(supported).map(|(p, raw)| local_panel(p, raw));
+    let mut typed = d
+        .panels
+        .into_iter()
+        .zip(supported)
+        .map(|(p, raw)| local_panel(p, raw));
     let mut panels = Vec::new();
     for slot in order {
         match slot {
@@ -528,7 +536,10 @@ pub fn check_options(id: i64, t: PanelType, raw: &Value) -> Vec<Problem> {
             Some(_) => {}
         }
     }
-    if let Some(overrides) = raw.pointer("/fieldConfig/overrides").and_then(Value::as_array) {
+    if let Some(overrides) = raw
+        .pointer("/fieldConfig/overrides")
+        .and_then(Value::as_array)
+    {
         for (i, o) in overrides.iter().enumerate() {
             if o.pointer("/matcher/id").and_then(Value::as_str) != Some("byName") {
                 problems.push(Problem {

@@ -122,7 +122,9 @@ fn range_and_vars(
                 return bad(format!("unknown variable {name:?}"));
             }
             if v.len() > MAX_VALUE_LEN {
-                return bad(format!("a value of {name} is longer than {MAX_VALUE_LEN} bytes"));
+                return bad(format!(
+                    "a value of {name} is longer than {MAX_VALUE_LEN} bytes"
+                ));
             }
             let values = given.entry(name.to_string()).or_default();
             values.push(v);

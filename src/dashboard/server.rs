@@ -96,7 +96,11 @@ impl Auth {
         let Some(given) = header
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Basic "))
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .ok()
+            })
         else {
             return false;
         };
@@ -341,7 +345,10 @@ fn secure_headers(h: &mut hyper::HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
@@ -403,9 +410,7 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
                 }
             } else if let Some(name) = path.strip_prefix("/api/variable/") {
                 match query::parse_variable_request(d, name, &q) {
-                    Ok((name, range)) => {
-                        answer(cached_values(state, &name, &range).await, &name)
-                    }
+                    Ok((name, range)) => answer(cached_values(state, &name, &range).await, &name),
                     Err(BadRequest(m)) => error(StatusCode::BAD_REQUEST, &m),
                 }
             } else {
@@ -646,7 +651,10 @@ fn events(state: &Arc<State>) -> Response<Body> {
             let w = wm.borrow_and_update();
             watermark_event(&w)
         };
-        if tx.send(Bytes::from_static(b"retry: 2000\n\n")).await.is_err()
+        if tx
+            .send(Bytes::from_static(b"retry: 2000\n\n"))
+            .await
+            .is_err()
             || tx.send(first).await.is_err()
         {
             return;
