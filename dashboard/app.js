@@ -184,8 +184,16 @@
       const body = el("div", "panel-body");
       box.append(head, body);
       grid.appendChild(box);
-      const entry = { p, box, body, read, plot: null, data: null };
+      const entry = { p, box, body, read, plot: null, data: null, size: "" };
       S.panels.set(p.id, entry);
+      // Redraw on every change of the panel's size (window, grid row height).
+      new ResizeObserver(() => {
+        const now = body.clientWidth + "x" + body.clientHeight;
+        if (now === entry.size) return;
+        entry.size = now;
+        if (entry.plot) fitPlot(entry);
+        else if (entry.data && p.type === "barchart") draw(entry);
+      }).observe(body);
       if (!p.supported) {
         box.dataset.state = "unsupported";
         body.appendChild(el("div", "placeholder", `Panel type “${p.type}” is not supported here — open it in Grafana.`));
@@ -201,7 +209,6 @@
     const gap = 8;
     const rowH = Math.max(26, Math.floor((window.innerHeight - top - gap * (rows - 1)) / rows));
     grid.style.setProperty("--row", rowH + "px");
-    for (const e of S.panels.values()) if (e.data) draw(e);
   }
 
   // ---------------------------------------------------------------- data
@@ -409,10 +416,6 @@
     e.plot = new uPlot(opts, data, e.body);
     e.plotKey = key;
     fitPlot(e);
-    if (!e.observer) {
-      e.observer = new ResizeObserver(() => fitPlot(e));
-      e.observer.observe(e.body);
-    }
   }
 
   // The plot takes the panel body's height minus its legend.
