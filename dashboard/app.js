@@ -16,7 +16,7 @@
   const S = {
     dash: null, range: null, vars: {}, values: {}, panels: new Map(),
     refreshing: false, pending: false, version: null,
-    metrics: { events: 0, lastEvent: null, refreshes: 0, lastRefreshDone: 0, errors: [] },
+    metrics: { shown: [], events: 0, lastEvent: null, refreshes: 0, lastRefreshDone: 0, errors: [] },
   };
   window.__ridectl = S;
 
@@ -488,6 +488,12 @@
     });
     e.body.appendChild(wrap);
     e.box.dataset.values = JSON.stringify(shown);
+    // For `ridectl bench e2e --browser`: when the page showed which newest event.
+    const ri = d.columns.indexOf("ride_events");
+    if (ri >= 0 && typeof last[ri] === "number") {
+      S.metrics.shown.push([Date.now(), Math.round(d.read_at - last[ri] * 1000)]);
+      if (S.metrics.shown.length > 100000) S.metrics.shown.shift();
+    }
     e.box.dataset.rows = d.rows.length;
   }
 
