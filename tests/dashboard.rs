@@ -121,13 +121,17 @@ struct Running {
 }
 
 async fn start(l: &Loaded) -> Running {
+    start_with(l, None).await
+}
+
+async fn start_with(l: &Loaded, auth: Option<ridectl::dashboard::Auth>) -> Running {
     let d = model::load(&common::project_dir().join("grafana/dashboards/ride-ops.json"))
         .expect("dashboard");
     let (trigger, shutdown) = Shutdown::manual();
     let server = Server::bind(
         Options {
             listen: "127.0.0.1:0".parse().expect("addr"),
-            auth: None,
+            auth,
             dashboard: d,
             clickhouse: l.config.clickhouse.clone(),
             poll_every: Duration::from_secs(1),
@@ -160,9 +164,15 @@ impl Running {
 
 /// GET with an explicit Host header; (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+    get_as(addr, path, host, "").await
+}
+
+/// GET with extra header lines.
+async fn get_as(addr: std::net::SocketAddr, path: &str, host: &str, extra: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await
     .expect("write");
@@ -485,4 +495,67 @@ async fn the_dashboard_renders_every_panel_in_chromium_and_follows_new_data() {
         "pushed, not refreshed: {shown:?}"
     );
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_is_required_when_configured_and_for_non_loopback_addresses() {
+    use base64::Engine;
+    let l = common::isolated("dashboard-auth");
+    common::provision(&l).await;
+    let auth = ridectl::dashboard::Auth {
+        user: "ops".into(),
+        password: "pw-123".into(),
+    };
+    let s = start_with(&l, Some(auth)).await;
+    let host = s.addr.to_string();
+    let (status, _) = get(s.addr, "/api/dashboard", &host).await;
+    assert_eq!(status, 401);
+    let (status, _) = get(s.addr, "/", &host).await;
+    assert_eq!(status, 401, "the page too");
+    let wrong = base64::engine::general_purpose::STANDARD.encode("ops:pw-124");
+    let (status, _) = get_as(
+        s.addr,
+        "/api/dashboard",
+        &host,
+        &format!("Authorization: Basic {wrong}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let right = base64::engine::general_purpose::STANDARD.encode("ops:pw-123");
+    let (status, body) = get_as(
+        s.addr,
+        "/api/dashboard",
+        &host,
+        &format!("Authorization: Basic {right}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    s.stop().await;
+
+    // The command refuses a non-loopback address without --auth (usage error, 2).
+    let mut child = common::ridectl_cmd()
+        .args(["dashboard", "--listen", "0.0.0.0:0"])
+        .env_remove("RIDECTL_DASHBOARD_AUTH")
+        .current_dir(common::project_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ridectl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ridectl dashboard --listen 0.0.0.0:0 without --auth kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--auth"), "{stderr}");
 }

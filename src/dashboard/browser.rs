@@ -202,12 +202,13 @@ impl Browser {
         Ok(r.pointer("/result/value").cloned().unwrap_or(Value::Null))
     }
 
-    /// Polls `expr` every 50 ms until it is truthy; its value, or an error after
-    /// `timeout`.
+    /// Polls `expr` every 50 ms until it is truthy (an exception, e.g. while the
+    /// page loads, counts as false); its value, or an error after `timeout`.
     pub fn wait_for(&mut self, expr: &str, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
+        let guarded = format!("(() => {{ try {{ return ({expr}); }} catch (e) {{ return null; }} }})()");
         loop {
-            let v = self.eval(expr)?;
+            let v = self.eval(&guarded)?;
             let truthy = !matches!(v, Value::Null | Value::Bool(false))
                 && v.as_f64() != Some(0.0)
                 && v.as_str() != Some("");
