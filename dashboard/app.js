@@ -62,10 +62,11 @@
     for (const s of th.steps) if (s.value === null || v >= s.value) c = s.color;
     return c;
   }
-  function timeLabel(ts, u) {
+  function timeLabel(ts, u, incr) {
     const iso = new Date(ts * 1000).toISOString();
     const span = u.scales.x.max - u.scales.x.min;
-    return span > 86400 * 1.5 ? iso.slice(5, 10) + " " + iso.slice(11, 16) : iso.slice(11, 16);
+    if (span > 86400 * 1.5) return iso.slice(5, 10) + " " + iso.slice(11, 16);
+    return incr < 60 ? iso.slice(11, 19) : iso.slice(11, 16);
   }
   const clock = (ms) => new Date(ms).toISOString().slice(11, 19);
   const isNum = (t) => /^(Nullable\()?(LowCardinality\()?(U?Int|Float|Decimal)/.test(t);
@@ -383,7 +384,7 @@
     e.box.dataset.series = names.length;
     e.box.dataset.points = points;
     e.box.dataset.rows = d.rows.length;
-    if (e.plot && e.plotKey === key) { e.plot.setData(data); return; }
+    if (e.plot && e.plotKey === key) { e.plot.setData(data); fitPlot(e); return; }
     if (e.plot) e.plot.destroy();
     e.body.textContent = "";
     const yRange = (u, min, max) => {
@@ -399,11 +400,12 @@
       ticks: { stroke: "rgba(255,255,255,0.12)", width: 1 }, font: "12px Inter, system-ui, sans-serif" };
     const opts = {
       ...size(e),
+      padding: [10, 22, 0, 4],
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       legend: { show: ((e.p.options || {}).legend || {}).showLegend !== false, live: true },
       cursor: { points: { size: 6 }, focus: { prox: 16 } },
       scales: { x: { time: true }, y: { range: yRange } },
-      axes: [{ ...axis, values: (u, splits) => splits.map((ts) => timeLabel(ts, u)) }, { ...axis, size: 64, values: (u, vals) => vals.map((v) => fmt(v, unit, dec)) }],
+      axes: [{ ...axis, space: 70, values: (u, splits, ax, space, incr) => splits.map((ts) => timeLabel(ts, u, incr)) }, { ...axis, size: 64, values: (u, vals) => vals.map((v) => fmt(v, unit, dec)) }],
       series: [{ label: "time (UTC)", value: (u, v) => v == null ? "–" : new Date(v * 1000).toISOString().slice(11, 16) }]
         .concat(names.map((n, i) => ({
           label: n, stroke: PALETTE[i % PALETTE.length], width: custom.lineWidth || 1,
@@ -416,15 +418,22 @@
     e.plot = new uPlot(opts, data, e.body);
     e.plotKey = key;
     fitPlot(e);
+    // uPlot lays its legend out on the next frame: fit again then.
+    requestAnimationFrame(() => fitPlot(e));
+    setTimeout(() => fitPlot(e), 100);
   }
 
   // The plot takes the panel body's height minus its legend.
   function fitPlot(e) {
     if (!e.plot) return;
-    const legend = e.plot.root.querySelector(".u-legend");
-    const lh = legend ? legend.offsetHeight : 0;
-    const w = Math.max(120, e.body.clientWidth), h = Math.max(60, e.body.clientHeight - lh - 4);
-    if (Math.abs(e.plot.width - w) > 1 || Math.abs(e.plot.height - h) > 1) e.plot.setSize({ width: w, height: h });
+    // The legend's height depends on the width: measure again until it settles.
+    for (let i = 0; i < 3; i++) {
+      const legend = e.plot.root.querySelector(".u-legend");
+      const lh = legend ? legend.offsetHeight : 0;
+      const w = Math.max(120, e.body.clientWidth), h = Math.max(60, e.body.clientHeight - lh - 4);
+      if (Math.abs(e.plot.width - w) <= 1 && Math.abs(e.plot.height - h) <= 1) return;
+      e.plot.setSize({ width: w, height: h });
+    }
   }
 
   function drawTable(e) {

@@ -175,7 +175,12 @@ impl E2eReport {
                     format!("p50 {} · p95 {} · p99 {}", s(b.p50), s(b.p95), s(b.p99))
                 }),
                 self.browser.as_ref().map_or("-".into(), |b| {
-                    format!("max {} · {} events ({} missing)", s(b.max), b.events, b.missing)
+                    format!(
+                        "max {} · {} events ({} missing)",
+                        s(b.max),
+                        b.events,
+                        b.missing
+                    )
                 }),
             ),
             (

@@ -25,7 +25,8 @@ pub struct PageWatch {
     trigger: Trigger,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     stop: Arc<AtomicBool>,
-    browser: tokio::task::JoinHandle<anyhow::Result<(Vec<(EpochMillis, EpochMillis)>, Vec<String>)>>,
+    browser:
+        tokio::task::JoinHandle<anyhow::Result<(Vec<(EpochMillis, EpochMillis)>, Vec<String>)>>,
 }
 
 /// What the page showed: `(shown_at, newest event timestamp)` per update, in order,

@@ -206,7 +206,8 @@ impl Browser {
     /// page loads, counts as false); its value, or an error after `timeout`.
     pub fn wait_for(&mut self, expr: &str, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = Instant::now() + timeout;
-        let guarded = format!("(() => {{ try {{ return ({expr}); }} catch (e) {{ return null; }} }})()");
+        let guarded =
+            format!("(() => {{ try {{ return ({expr}); }} catch (e) {{ return null; }} }})()");
         loop {
             let v = self.eval(&guarded)?;
             let truthy = !matches!(v, Value::Null | Value::Bool(false))
