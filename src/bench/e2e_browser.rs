@@ -25,8 +25,7 @@ pub struct PageWatch {
     trigger: Trigger,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     stop: Arc<AtomicBool>,
-    browser:
-        tokio::task::JoinHandle<anyhow::Result<(Vec<(EpochMillis, EpochMillis)>, Vec<String>)>>,
+    browser: tokio::task::JoinHandle<anyhow::Result<PageRecord>>,
 }
 
 /// What the page showed: `(shown_at, newest event timestamp)` per update, in order,
@@ -88,7 +87,10 @@ pub async fn start(l: &Loaded) -> anyhow::Result<PageWatch> {
             shown.extend(batch);
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok((shown, b.console_errors()))
+        Ok(PageRecord {
+            shown,
+            console_errors: b.console_errors(),
+        })
     });
     match ready_rx.await {
         Ok(Ok(())) => {}
@@ -110,13 +112,10 @@ impl PageWatch {
     /// Stops the browser and the server; what the page showed.
     pub async fn finish(self) -> anyhow::Result<PageRecord> {
         self.stop.store(true, Ordering::Relaxed);
-        let (shown, console_errors) = self.browser.await.context("browser task")??;
+        let record = self.browser.await.context("browser task");
         self.trigger.fire();
         self.server.await.context("dashboard task")??;
-        Ok(PageRecord {
-            shown,
-            console_errors,
-        })
+        record?
     }
 }
 
