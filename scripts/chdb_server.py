@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """ClickHouse-compatible HTTP interface in front of chDB, the embedded ClickHouse engine.
 
-Serves the part of ClickHouse's HTTP protocol used by the `clickhouse` Rust crate,
-clickhouse-connect and curl:
+Serves the part of ClickHouse's HTTP protocol used by the clients of the driver matrix
+(tests/drivers: clickhouse-go v2, clickhouse-connect, @clickhouse/client, the JDBC driver,
+the `clickhouse` Rust crate) and curl:
 
 * the query in `?query=`, in the body, or in a multipart form (`query` field), where a
   body after a URL query continues it (which is how INSERT data travels);
@@ -11,7 +12,11 @@ clickhouse-connect and curl:
 * streaming INSERTs in any input format, with ClickHouse's compressed-block framing
   (`decompress=1`) and HTTP `Content-Encoding`;
 * results in ClickHouse's block framing (`compress=1`) and/or HTTP compression;
-* ClickHouse-style errors, users with passwords and read-only users;
+* Native results in the layout of the client's `client_protocol_version`, as a server
+  writes them (NativeTranscoder: chDB itself only writes revision 0);
+* ClickHouse-style errors (`X-ClickHouse-Exception-Code`, the body in the `compress=1`
+  framing when asked for; after the first bytes of a result, the tagged `__exception__`
+  block and a response broken off), users with passwords and read-only users;
 * HTTPS (`--tls-cert`/`--tls-key`), the handshake done on the connection's own thread.
 
 Each request runs on its own short-lived chDB connection, i.e. a fresh ClickHouse session,
@@ -20,10 +25,14 @@ into later requests. A root connection keeps the engine open for the server's li
 chDB allows a single process per data directory, so this server is its only user.
 
 Not supported: HTTP sessions (`session_id` is accepted and ignored, every request is its own
-session), X-ClickHouse-Progress headers, external tables in multipart requests, HEAD/OPTIONS.
+session), X-ClickHouse-Progress headers, external tables in multipart requests, HEAD/OPTIONS,
+AggregateFunction/Dynamic/Variant/JSON columns in Native at a nonzero protocol revision
+(refused: their data cannot be delimited here), the time zone of `DateTime('tz')` type
+names in Native (chDB's revision-0 output drops it).
 """
 
 import argparse
+import array
 import base64
 import binascii
 import bz2
@@ -569,6 +578,8 @@ class QueryRequest:
                                or self.options.get("default_format") or "TabSeparated")
         self.query_id = (self.options.get("query_id") or headers.get("X-ClickHouse-Query-Id")
                          or str(uuid.uuid4()))
+        revision = self.options.get("client_protocol_version", "0") or "0"
+        self.protocol_revision = int(revision) if revision.isdigit() else None
 
     def flag(self, name):
         return self.options.get(name, "0").lower() in ("1", "true")
@@ -644,6 +655,379 @@ def exception_block(tag, text):
             + b"%d " % len(message) + tag + b"\r\n__exception__\r\n")
 
 
+# --- Native over HTTP for a client protocol revision -------------------------------------
+
+# Protocol revisions that change what a server writes in a Native block (ClickHouse's
+# src/Core/ProtocolDefines.h; NativeWriter::write, BlockInfo::write).
+REVISION_WITH_TIME_ZONE_PARAMETER_IN_DATETIME = 54337  # below: `DateTime('tz')` sent as `DateTime`
+REVISION_WITH_LOW_CARDINALITY_TYPE = 54405  # below: LowCardinality columns sent as full columns
+REVISION_WITH_CUSTOM_SERIALIZATION = 54454  # from: a has_custom byte after each column's type
+REVISION_WITH_OUT_OF_ORDER_BUCKETS = 54480  # from: BlockInfo field 3, out_of_order_buckets
+REVISION_WITH_STRING_SIZE_STREAM = 54492  # from: Strings as cumulative UInt64 offsets + bytes
+# The newest revision this server knows: a higher one gets this one's layout, as a server
+# can only write the layouts it knows.
+NATIVE_MAX_REVISION = 54492
+
+FIXED_SIZES = {
+    "UInt8": 1, "Int8": 1, "Bool": 1, "Enum8": 1, "Nothing": 1,
+    "UInt16": 2, "Int16": 2, "Date": 2, "BFloat16": 2, "Enum16": 2,
+    "UInt32": 4, "Int32": 4, "Float32": 4, "Date32": 4, "DateTime": 4, "IPv4": 4,
+    "Decimal32": 4, "Time": 4,
+    "UInt64": 8, "Int64": 8, "Float64": 8, "DateTime64": 8, "Decimal64": 8, "Time64": 8,
+    "UInt128": 16, "Int128": 16, "UUID": 16, "IPv6": 16, "Decimal128": 16,
+    "UInt256": 32, "Int256": 32, "Decimal256": 32,
+}
+# Type aliases as the engine names them in a Native header.
+TYPE_ALIASES = {
+    "Point": "Tuple(Float64, Float64)", "Ring": "Array(Point)", "LineString": "Array(Point)",
+    "MultiLineString": "Array(LineString)", "Polygon": "Array(Ring)",
+    "MultiPolygon": "Array(Polygon)",
+}
+LC_HAS_ADDITIONAL_KEYS = 1 << 9
+LC_NEED_GLOBAL_DICTIONARY = 1 << 8
+
+
+class NeedMoreData(Exception):
+    """The buffered bytes end inside a block."""
+
+
+def split_type_args(text):
+    """`A, B(C, D), 'x,y'` -> ['A', 'B(C, D)', "'x,y'"]: top-level commas only."""
+    args, depth, start, quote, i = [], 0, 0, None, 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "'`\"":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    args.append(text[start:].strip())
+    return [a for a in args if a]
+
+
+IDENTIFIER_PREFIX_RE = re.compile(r"(?:`[^`]*`|[A-Za-z_][A-Za-z0-9_]*)\s+(?=[A-Z])")
+
+
+class NativeType:
+    """A parsed Native column type: what is needed to find where its data ends."""
+
+    def __init__(self, name):
+        name = TYPE_ALIASES.get(name.strip(), name.strip())
+        self.kind, _, rest = name.partition("(")
+        self.args = split_type_args(rest[:-1]) if rest else []
+        self.children = []
+        kind = self.kind
+        if kind in ("Nullable", "Array", "LowCardinality"):
+            self.children = [NativeType(self.args[0])]
+        elif kind == "Map":
+            self.kind = "Array"
+            self.children = [NativeType(f"Tuple({self.args[0]}, {self.args[1]})")]
+        elif kind == "Nested":
+            self.kind = "Array"
+            self.children = [NativeType(f"Tuple({', '.join(self.args)})")]
+        elif kind == "Tuple":
+            # Named elements: `name Type`; the name never starts a type.
+            self.children = [NativeType(IDENTIFIER_PREFIX_RE.sub("", a, count=1))
+                             for a in self.args]
+        elif kind == "SimpleAggregateFunction":
+            self.kind = "Alias"
+            self.children = [NativeType(self.args[-1])]
+        elif kind == "FixedString":
+            self.size = int(self.args[0])
+        elif kind == "Decimal":
+            precision = int(self.args[0])
+            self.size = 4 if precision <= 9 else 8 if precision <= 18 else 16 \
+                if precision <= 38 else 32
+        elif kind.startswith("Interval"):
+            self.size = 8
+        elif kind in FIXED_SIZES:
+            self.size = FIXED_SIZES[kind]
+        elif kind != "String":
+            self.kind = "Unsupported"
+        self.supported = self.kind != "Unsupported" and all(c.supported for c in self.children)
+        self.has_string = self.kind == "String" or any(
+            c.has_string for c in self.children if self.kind != "LowCardinality")
+
+
+class NativeReader:
+    """Reads chDB's Native stream (revision 0: no BlockInfo, default serializations)."""
+
+    def __init__(self, data, pos=0):
+        self.data = data
+        self.pos = pos
+
+    def take(self, size):
+        end = self.pos + size
+        if end > len(self.data):
+            raise NeedMoreData
+        piece = self.data[self.pos:end]
+        self.pos = end
+        return piece
+
+    def varint(self):
+        data, pos = self.data, self.pos
+        result = shift = 0
+        while True:
+            if pos >= len(data):
+                raise NeedMoreData
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                self.pos = pos
+                return result
+            shift += 7
+
+    def string(self):
+        return self.take(self.varint())
+
+    def uint64(self):
+        return struct.unpack("<Q", self.take(8))[0]
+
+
+def write_varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def string_binary(value):
+    return write_varint(len(value)) + value
+
+
+class NativeColumnWriter:
+    """Copies one column's data from a reader, rewritten for the revision where needed."""
+
+    def __init__(self, reader, size_stream_strings, full_low_cardinality):
+        self.r = reader
+        self.size_stream = size_stream_strings
+        self.full_low_cardinality = full_low_cardinality
+
+    def prefix(self, t, out):
+        """serializeBinaryBulkStatePrefix: LowCardinality's key version, recursively."""
+        if t.kind == "LowCardinality":
+            version = self.r.take(8)
+            if not self.full_low_cardinality:
+                out += version
+        else:
+            for child in t.children:
+                self.prefix(child, out)
+
+    def data(self, t, rows, out, rewrite=True):
+        r = self.r
+        kind = t.kind
+        if kind == "String":
+            if rewrite and self.size_stream:
+                self.size_stream_strings(rows, out)
+            else:
+                start = r.pos
+                self.skip_strings(rows)
+                out += r.data[start:r.pos]
+        elif kind == "Nullable":
+            out += r.take(rows)
+            self.data(t.children[0], rows, out, rewrite)
+        elif kind == "Array":
+            offsets = r.take(8 * rows)
+            out += offsets
+            count = struct.unpack_from("<Q", offsets, 8 * rows - 8)[0] if rows else 0
+            self.data(t.children[0], count, out, rewrite)
+        elif kind == "Tuple":
+            for child in t.children:
+                self.data(child, rows, out, rewrite)
+        elif kind == "Alias":
+            self.data(t.children[0], rows, out, rewrite)
+        elif kind == "LowCardinality":
+            self.low_cardinality(t, rows, out)
+        else:
+            out += r.take(t.size * rows)
+
+    def low_cardinality(self, t, rows, out):
+        if self.full_low_cardinality:
+            self.full_column(t, rows, out)
+            return
+        r = self.r
+        flags_bytes = r.take(8)
+        out += flags_bytes
+        flags = struct.unpack("<Q", flags_bytes)[0]
+        if flags & LC_NEED_GLOBAL_DICTIONARY:
+            raise ValueError("a global LowCardinality dictionary in a Native block")
+        if flags & LC_HAS_ADDITIONAL_KEYS:
+            keys_bytes = r.take(8)
+            out += keys_bytes
+            keys = struct.unpack("<Q", keys_bytes)[0]
+            inner = t.children[0]
+            if inner.kind == "Nullable":  # the dictionary holds the non-null type
+                inner = inner.children[0]
+            # The dictionary is written with the inner type's default serialization.
+            self.data(inner, keys, out, rewrite=False)
+        count_bytes = r.take(8)
+        out += count_bytes
+        out += r.take((1 << (flags & 0xFF)) * struct.unpack("<Q", count_bytes)[0])
+
+    def full_column(self, t, rows, out):
+        """A LowCardinality column as the full column of its inner type (a Nullable one
+        gets its null map from the dictionary's null key, 0)."""
+        r = self.r
+        flags = struct.unpack("<Q", r.take(8))[0]
+        inner = t.children[0]
+        nullable = inner.kind == "Nullable"
+        key_type = inner.children[0] if nullable else inner
+        keys = []
+        if flags & LC_HAS_ADDITIONAL_KEYS:
+            for _ in range(struct.unpack("<Q", r.take(8))[0]):
+                value = bytearray()
+                self.data(key_type, 1, value)
+                keys.append(bytes(value))
+        count = struct.unpack("<Q", r.take(8))[0]
+        width = 1 << (flags & 0xFF)
+        code = {1: "B", 2: "H", 4: "I", 8: "Q"}[width]
+        indexes = struct.unpack(f"<{count}{code}", r.take(width * count))
+        if nullable:
+            out += bytes(1 if i == 0 else 0 for i in indexes)
+        out += b"".join(keys[i] for i in indexes)
+
+    def skip_strings(self, rows):
+        r = self.r
+        data, pos, end = r.data, r.pos, len(r.data)
+        for _ in range(rows):
+            if pos >= end:
+                raise NeedMoreData
+            byte = data[pos]
+            if byte < 0x80:
+                pos += 1 + byte
+            else:
+                r.pos = pos
+                pos = r.varint() + r.pos
+        if pos > end:
+            raise NeedMoreData
+        r.pos = pos
+
+    def size_stream_strings(self, rows, out):
+        """Revision 54492+: all cumulative end offsets as UInt64, then the bytes."""
+        r = self.r
+        offsets = array.array("Q")
+        pieces = []
+        total = 0
+        for _ in range(rows):
+            value = r.string()
+            total += len(value)
+            offsets.append(total)
+            pieces.append(value)
+        if sys.byteorder != "little":
+            offsets.byteswap()
+        out += offsets.tobytes()
+        out += b"".join(pieces)
+
+
+def without_low_cardinality(type_name):
+    """`Array(LowCardinality(Nullable(String)))` -> `Array(Nullable(String))`."""
+    while (start := type_name.find("LowCardinality(")) >= 0:
+        depth, end = 0, start
+        for end in range(start + len("LowCardinality"), len(type_name)):
+            depth += {"(": 1, ")": -1}.get(type_name[end], 0)
+            if depth == 0:
+                break
+        type_name = (type_name[:start] + type_name[start + len("LowCardinality("):end]
+                     + type_name[end + 1:])
+    return type_name
+
+
+class NativeTranscoder:
+    """Rewrites chDB's Native output (the layout of revision 0) into the layout a
+    ClickHouse server writes for the client's `client_protocol_version`:
+
+    * a BlockInfo before each block: field 1 is_overflows (false), field 2 bucket_num
+      (-1), from 54480 field 3 out_of_order_buckets (empty), then 0;
+    * from 54454, a has_custom byte after each column's type: always 0, the default
+      serialization (the engine's sparse or replicated columns are never kept, which a
+      server may do but never must);
+    * from 54492, String data (also inside Nullable, Array, Map and Tuple) as the
+      cumulative end offsets (UInt64) followed by the bytes;
+    * below 54337 a `DateTime('tz')` column is named `DateTime`.
+
+    * below 54405, LowCardinality columns as full columns of their inner type.
+
+    Blocks are rewritten one at a time as
+    they arrive, so a streamed result stays streamed. A column whose data cannot be
+    delimited without knowing its states (AggregateFunction, Dynamic, Variant, JSON) is
+    refused with NOT_IMPLEMENTED."""
+
+    def __init__(self, revision, errors):
+        self.revision = min(revision, NATIVE_MAX_REVISION)
+        self.errors = errors
+        self.buffer = bytearray()
+        self.types = {}
+        info = b"\x01\x00\x02\xff\xff\xff\xff"
+        if self.revision >= REVISION_WITH_OUT_OF_ORDER_BUCKETS:
+            info += b"\x03\x00"
+        self.block_info = info + b"\x00"
+
+    def encode(self, data):
+        self.buffer += data
+        out = bytearray()
+        pos = 0
+        while pos < len(self.buffer):
+            try:
+                pos = self._block(NativeReader(self.buffer, pos), out)
+            except NeedMoreData:
+                break
+        del self.buffer[:pos]
+        return bytes(out)
+
+    def flush(self):
+        if self.buffer:
+            raise self.errors.make("CANNOT_READ_ALL_DATA", "The engine's Native output ends "
+                                   f"inside a block ({len(self.buffer)} bytes left)")
+        return b""
+
+    def _type(self, name):
+        t = self.types.get(name)
+        if t is None:
+            t = self.types[name] = NativeType(name)
+        if not t.supported:
+            raise self.errors.make(
+                "NOT_IMPLEMENTED", f"Native output with client_protocol_version "
+                f"{self.revision} is not supported by this server for columns of type {name}")
+        return t
+
+    def _block(self, r, out):
+        """Rewrites the block at the reader's position into `out`; returns its end."""
+        block = bytearray(self.block_info)
+        columns, rows = r.varint(), r.varint()
+        block += write_varint(columns) + write_varint(rows)
+        writer = NativeColumnWriter(r, self.revision >= REVISION_WITH_STRING_SIZE_STREAM,
+                                    self.revision < REVISION_WITH_LOW_CARDINALITY_TYPE)
+        for _ in range(columns):
+            name, type_name = r.string(), r.string()
+            t = self._type(type_name.decode())
+            if self.revision < REVISION_WITH_LOW_CARDINALITY_TYPE:
+                type_name = without_low_cardinality(type_name.decode()).encode()
+            if (self.revision < REVISION_WITH_TIME_ZONE_PARAMETER_IN_DATETIME
+                    and type_name.startswith(b"DateTime(")):
+                type_name = b"DateTime"
+            block += string_binary(name) + string_binary(type_name)
+            if self.revision >= REVISION_WITH_CUSTOM_SERIALIZATION:
+                block.append(0)
+            if rows:  # no rows: no data, not even a prefix
+                writer.prefix(t, block)
+                writer.data(t, rows, block)
+        out += block
+        return r.pos
+
+
 # --- results ------------------------------------------------------------------------------
 
 def header_length(kind, count, chunk):
@@ -701,8 +1085,9 @@ class ResponseWriter:
     `buffer_limit` encoded bytes still gets a proper error status, a result that fits
     goes out with Content-Length, a longer one is streamed chunked."""
 
-    def __init__(self, handler, headers, stats, encoders, buffer_limit):
+    def __init__(self, handler, headers, stats, encoders, buffer_limit, transcoder=None):
         self._handler = handler
+        self._transcoder = transcoder
         self._headers = headers
         self._stats = stats
         self._encoders = encoders
@@ -713,8 +1098,20 @@ class ResponseWriter:
         self._tag = headers["X-ClickHouse-Exception-Tag"].encode()
 
     def write(self, data):
+        if self._transcoder is not None:
+            data = self._transcoder.encode(data)
+        self._append(self._encode(data))
+
+    def _encode(self, data, final=False, flush_framing=False):
+        """`data` through the encoders; all of them flushed when `final`, only the
+        `compress=1` framing (its pending bytes become a block) when `flush_framing`."""
         for encoder in self._encoders:
             data = encoder.encode(data)
+            if final or (flush_framing and isinstance(encoder, NativeBlockEncoder)):
+                data += encoder.flush()
+        return data
+
+    def _append(self, data):
         if data:
             self._pending.append(data)
             self._pending_size += len(data)
@@ -722,12 +1119,9 @@ class ResponseWriter:
             self._send_chunk()
 
     def finish(self):
-        tail = b""
-        for encoder in self._encoders:
-            tail = encoder.encode(tail) + encoder.flush()
-        if tail:
-            self._pending.append(tail)
-            self._pending_size += len(tail)
+        if self._transcoder is not None:
+            self._transcoder.flush()
+        self._append(self._encode(b"", final=True))
         if self._committed:
             self._send_chunk()
             self._handler.wfile.write(b"0\r\n\r\n")
@@ -737,12 +1131,18 @@ class ResponseWriter:
                 self._handler.wfile.write(piece)
 
     def fail(self, error):
-        """Reports an error after data went out (as clickhouse-server does); returns False
-        when nothing was sent yet, so the caller can answer with an error status instead."""
+        """Reports an error after data went out as clickhouse-server does
+        (WriteBufferFromHTTPServerResponse::cancelWithException): the data so far is
+        flushed, then the tagged exception block follows (in its own `compress=1` block
+        when the result is framed), and the response is broken off without the final
+        empty chunk, the connection closed. Returns False when nothing was sent yet, so
+        the caller can answer with an error status instead."""
         if not self._committed:
             return False
-        self.write(exception_block(self._tag, error.text))
-        self.finish()
+        self._append(self._encode(b"", flush_framing=True))
+        self._append(self._encode(exception_block(self._tag, error.text), final=True))
+        self._send_chunk()
+        self._handler.close_connection = True
         return True
 
     def _commit(self, framing):
@@ -800,6 +1200,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         path, _, query_string = self.path.partition("?")
         self._responded = False
+        self._compress_errors = False
         try:
             body = RequestBody(self.rfile, self.headers, self.server.errors)
             status = self._respond(path, query_string, body)
@@ -855,12 +1256,19 @@ class Handler(BaseHTTPRequestHandler):
         if multipart:
             pairs += parse_multipart(body.read(), form, server.errors)
         request = QueryRequest(pairs, self.headers)
+        if request.protocol_revision is None:
+            raise server.errors.make(
+                "CANNOT_PARSE_INPUT_ASSERTION_FAILED", "Cannot parse client_protocol_version "
+                f"{request.options['client_protocol_version']!r}: not an unsigned integer")
         if self.command == "GET" and not request.query:
             self._send_plain(200, b"Ok.\n")
             return 200
         readonly_user = server.users.authenticate(
             *request_credentials(self.headers, request.options))
         settings = request.session_settings(readonly_user, self.command == "GET")
+        # From here on, as in clickhouse-server, an error body goes through the
+        # `compress=1` framing when the request asked for it.
+        self._compress_errors = request.flag("compress")
         conn = server.engine.session(settings, request.database)
         try:
             if multipart:
@@ -921,15 +1329,18 @@ class Handler(BaseHTTPRequestHandler):
                         "X-ClickHouse-Exception-Tag": secrets.token_hex(8)})
         headers.update(self._content_encoding(request))
         encoders = self._encoders(request, headers)
+        transcoder = None
+        if fmt == "Native" and request.protocol_revision:
+            transcoder = NativeTranscoder(request.protocol_revision, errors)
         stats = QueryStats()
         if stream is None:
             stats.add(result)
-            writer = ResponseWriter(self, headers, stats, encoders, float("inf"))
+            writer = ResponseWriter(self, headers, stats, encoders, float("inf"), transcoder)
             writer.write(result.get_memview().view())
             writer.finish()
             return 200
         blocks = stream_result(conn, *stream, stats)
-        return self._send_stream(blocks, request, headers, stats, encoders)
+        return self._send_stream(blocks, request, headers, stats, encoders, transcoder)
 
     def _start_stream(self, conn, request, sql, text, info):
         """Starts a streaming query when its blocks can be concatenated safely, i.e. the
@@ -947,22 +1358,21 @@ class Handler(BaseHTTPRequestHandler):
                 return None
             raise
 
-    def _send_stream(self, blocks, request, headers, stats, encoders):
+    def _send_stream(self, blocks, request, headers, stats, encoders, transcoder):
         buffer_size = request.options.get("buffer_size", "")
         limit = max(RESPONSE_BUFFER, int(buffer_size) if buffer_size.isdigit() else 0)
         if self.request_version != "HTTP/1.1":
             limit = float("inf")  # no chunked encoding before HTTP/1.1
-        writer = ResponseWriter(self, headers, stats, encoders, limit)
+        writer = ResponseWriter(self, headers, stats, encoders, limit, transcoder)
         try:
             with self.server.errors.engine_calls(), closing(blocks):
                 for data in blocks:
                     writer.write(data)
+                writer.finish()
         except ServerError as error:
             if not writer.fail(error):
                 raise
             log.warning("query failed mid-stream: %s", error.text)
-            return 200
-        writer.finish()
         return 200
 
     def _content_encoding(self, request):
@@ -1005,7 +1415,11 @@ class Handler(BaseHTTPRequestHandler):
                    "X-ClickHouse-Server-Display-Name": self.server.display_name}
         if status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="ClickHouse server HTTP API"'
-        self._send_plain(status, error.text.encode() + b"\n", headers)
+        body = error.text.encode() + b"\n"
+        if self._compress_errors:
+            body = native_frame(body)
+            headers["Content-Type"] = "application/octet-stream"
+        self._send_plain(status, body, headers)
 
     def log_request(self, code="-", size="-"):
         pass  # _dispatch logs each request once it is complete

@@ -4,6 +4,8 @@
 #   - the Kafka jars, resolved from Maven Central by scripts/kafka/pom.xml
 #   - the Spark Kafka connector jars, resolved by scripts/spark/pom.xml
 #   - the Python virtualenv with chDB (and pyspark) from PyPI
+#   - the driver matrix's clients (tests/drivers): clickhouse-go (Go modules),
+#     @clickhouse/client (npm), the ClickHouse JDBC driver (Maven Central)
 #   - the dashboard's front-end parts from npm (uPlot: `npm ci` on dashboard/package-lock.json)
 #     and headless Chromium (Debian `chromium`) for the dashboard's browser test
 #   - the ridectl binary (cargo build --release)
@@ -23,9 +25,11 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v make >/dev/null || need+=(make)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v curl >/dev/null || need+=(curl)
+command -v go >/dev/null || need+=(golang-go)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
-command -v npm >/dev/null || need+=(npm)
 command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing system packages: ${need[*]}"
@@ -69,7 +73,31 @@ if ! stamp_ok "$VENV/.stamp" "$sum"; then
   echo "$sum" > "$VENV/.stamp"
 fi
 
-# 3b. The dashboard's front-end parts from npm, exactly as package-lock.json pins them
+# 4. The driver matrix (tests/drivers, run by scripts/test.sh): each client library
+#    from its own registry, into the cache; nothing is fetched when the tests run.
+DRIVERS=tests/drivers
+export GOMODCACHE=$CACHE/go/mod GOFLAGS=-mod=mod
+sum=$(cat $DRIVERS/go/go.mod $DRIVERS/go/go.sum | sha256sum | cut -d' ' -f1)
+if ! stamp_ok "$CACHE/go/.stamp" "$sum"; then
+  log "downloading clickhouse-go (Go modules) and compiling its tests"
+  (cd $DRIVERS/go && go mod download && go test -count=1 -run '^$' ./... >/dev/null)
+  echo "$sum" > "$CACHE/go/.stamp"
+fi
+sum=$(sha256sum $DRIVERS/node/package-lock.json | cut -d' ' -f1)
+if ! stamp_ok "$DRIVERS/node/node_modules/.stamp" "$sum"; then
+  log "installing @clickhouse/client (npm ci)"
+  (cd $DRIVERS/node && npm ci --no-audit --no-fund --cache "$CACHE/npm" >/dev/null)
+  echo "$sum" > "$DRIVERS/node/node_modules/.stamp"
+fi
+sum=$(sha256sum $DRIVERS/jdbc/pom.xml | cut -d' ' -f1)
+mkdir -p "$CACHE/jdbc"
+if ! stamp_ok "$CACHE/jdbc/.stamp" "$sum"; then
+  log "resolving the ClickHouse JDBC driver and JUnit with Maven"
+  mvn -q -B -f $DRIVERS/jdbc/pom.xml dependency:go-offline test-compile
+  echo "$sum" > "$CACHE/jdbc/.stamp"
+fi
+
+# 4b. The dashboard's front-end parts from npm, exactly as package-lock.json pins them
 #     (version and integrity hash; downloads cached in the cache directory). The
 #     minified files are committed under dashboard/vendor/ (so `cargo build` works
 #     without npm) and embedded in the binary: they must be the package's own.
@@ -86,7 +114,7 @@ for f in uPlot.iife.min.js uPlot.min.css; do
   fi
 done
 
-# 4. The ridectl binary.
+# 5. The ridectl binary.
 log "building ridectl (cargo build --release)"
 cargo build --release --quiet
 log "setup complete: target/release/ridectl"

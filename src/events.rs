@@ -15,15 +15,6 @@ use crate::time::{EpochMillis, parse_iso8601};
 /// The current `schema_version` of ride events and driver locations.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Kafka header carrying the reason a message was dead-lettered.
-pub const REASON_HEADER: &str = "ridectl-reason";
-/// Kafka header carrying the human-readable detail of a dead-letter reason.
-pub const DETAIL_HEADER: &str = "ridectl-detail";
-/// Kafka header naming the topic a dead-lettered message came from.
-pub const SOURCE_TOPIC_HEADER: &str = "ridectl-source-topic";
-/// Kafka header with `partition/offset` of the dead-lettered message.
-pub const SOURCE_OFFSET_HEADER: &str = "ridectl-source-offset";
-
 /// A ride lifecycle step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,7 +71,6 @@ impl CancelledBy {
 
 /// A position.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LatLng {
     /// Latitude in degrees.
     pub lat: f64,
@@ -234,6 +224,10 @@ impl Rejection {
             serde_json::error::Category::Data if msg.starts_with("missing field") => {
                 RejectReason::MissingField
             }
+            // The same key twice: which value is meant is ambiguous.
+            serde_json::error::Category::Data if msg.starts_with("duplicate field") => {
+                RejectReason::InvalidJson
+            }
             serde_json::error::Category::Data => RejectReason::WrongType,
             _ => RejectReason::InvalidJson,
         };
@@ -241,13 +235,77 @@ impl Rejection {
     }
 }
 
-/// A ride event parsed without copying, as the workers read it.
+/// The longest city name accepted, in characters (a name is shown on dashboards and
+/// is a ClickHouse `LowCardinality` key: anything longer is not a city).
+pub const MAX_CITY_CHARS: usize = 64;
+
+/// An event time as written on the wire: ISO-8601 text or epoch milliseconds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WireTime<'a> {
+    /// ISO-8601 (`Z`, `±hh:mm` or naive = UTC; 0–9 fractional digits).
+    Text(Cow<'a, str>),
+    /// Epoch milliseconds, as a JSON number.
+    Millis(f64),
+}
+
+impl fmt::Display for WireTime<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireTime::Text(s) => write!(f, "{s:?}"),
+            WireTime::Millis(ms) => write!(f, "{ms}"),
+        }
+    }
+}
+
+impl WireTime<'_> {
+    /// The time in epoch milliseconds; `None` if it is neither form.
+    pub fn millis(&self) -> Option<EpochMillis> {
+        match self {
+            WireTime::Text(s) => parse_iso8601(s),
+            WireTime::Millis(ms) if ms.is_finite() && ms.fract() == 0.0 => Some(*ms as i64),
+            WireTime::Millis(_) => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireTime<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = WireTime<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ISO-8601 string or epoch milliseconds")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(WireTime::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WireTime::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(WireTime::Millis(v as f64))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(WireTime::Millis(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(WireTime::Millis(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A ride event parsed without copying, as the workers read it: the wire contract
+/// of `docs/events.md`. Required: `event_type`, `ride_id`, `timestamp`, `city`;
+/// everything else is optional, and unknown fields are ignored.
 #[derive(Clone, Debug, Deserialize)]
 pub struct RideEventView<'a> {
-    /// Unique id of this event.
-    #[serde(borrow)]
-    pub event_id: Cow<'a, str>,
-    /// Schema version.
+    /// Unique id of this event; absent: [`RideEventView::event_id_at`] derives one
+    /// from the message's Kafka coordinates.
+    #[serde(default, borrow)]
+    pub event_id: Option<Cow<'a, str>>,
+    /// Schema version (absent: 1).
     #[serde(default = "default_version")]
     pub schema_version: u32,
     /// Lifecycle step.
@@ -257,22 +315,25 @@ pub struct RideEventView<'a> {
     pub ride_id: Cow<'a, str>,
     /// Event time as written.
     #[serde(borrow)]
-    pub timestamp: Cow<'a, str>,
-    /// City name.
+    pub timestamp: WireTime<'a>,
+    /// City name, stored and shown as written.
     #[serde(borrow)]
     pub city: Cow<'a, str>,
-    /// Fare estimate.
-    pub estimated_fare: f64,
-    /// The rider.
-    #[serde(borrow)]
-    pub user_id: Cow<'a, str>,
+    /// Fare estimate (absent: left out of fare averages, never counted as 0).
+    #[serde(default)]
+    pub estimated_fare: Option<f64>,
+    /// The rider (absent: not counted among distinct riders).
+    #[serde(default, borrow)]
+    pub user_id: Option<Cow<'a, str>>,
     /// The driver, once assigned.
     #[serde(default, borrow)]
     pub driver_id: Option<Cow<'a, str>>,
     /// Pick-up point.
-    pub pickup: LatLng,
+    #[serde(default)]
+    pub pickup: Option<LatLng>,
     /// Drop-off point.
-    pub dropoff: LatLng,
+    #[serde(default)]
+    pub dropoff: Option<LatLng>,
     /// Charged fare (`completed`).
     #[serde(default)]
     pub final_fare: Option<f64>,
@@ -284,6 +345,28 @@ pub struct RideEventView<'a> {
     pub event_time: EpochMillis,
 }
 
+impl RideEventView<'_> {
+    /// The event's id: the one it carries, or one derived from where the message
+    /// sits in Kafka ([`derived_event_id`]), so that a redelivery of the same message
+    /// is recognised as the same event.
+    pub fn event_id_at(&self, topic: &str, partition: i32, offset: i64) -> Cow<'_, str> {
+        match &self.event_id {
+            Some(id) => Cow::Borrowed(id.as_ref()),
+            None => Cow::Owned(derived_event_id(topic, partition, offset)),
+        }
+    }
+
+    /// The rider, `""` when absent.
+    pub fn user(&self) -> &str {
+        self.user_id.as_deref().unwrap_or_default()
+    }
+}
+
+/// The id of an event that carries none: `kafka:<topic>:<partition>:<offset>`.
+pub fn derived_event_id(topic: &str, partition: i32, offset: i64) -> String {
+    format!("kafka:{topic}:{partition}:{offset}")
+}
+
 fn default_version() -> u32 {
     SCHEMA_VERSION
 }
@@ -292,42 +375,129 @@ fn lat_lng_ok(p: &LatLng) -> bool {
     (-90.0..=90.0).contains(&p.lat) && (-180.0..=180.0).contains(&p.lng)
 }
 
-/// Parses and validates one ride event. Every event that passes is one the whole
-/// pipeline (aggregate, ingest, Spark) accepts; everything else is dead-lettered with
-/// the returned reason.
-pub fn parse_ride_event(bytes: &[u8]) -> Result<RideEventView<'_>, Rejection> {
-    let mut ev: RideEventView<'_> =
-        serde_json::from_slice(bytes).map_err(|e| Rejection::from_json(&e))?;
-    ev.event_time = parse_iso8601(&ev.timestamp).ok_or_else(|| {
+fn fare_ok(f: Option<f64>) -> bool {
+    f.is_none_or(|f| f.is_finite() && f >= 0.0)
+}
+
+/// The semantic rules every consumer applies the same way (ingest, aggregate, and
+/// `jobs/ride_analytics.py` mirrors them): the clock-free checks of
+/// [`parse_ride_event`] / [`parse_driver_location`], plus the one that needs the wall
+/// clock — event times more than `max_clock_skew` ahead of it are rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contract {
+    /// `aggregation.max_clock_skew`, in milliseconds.
+    pub max_clock_skew: EpochMillis,
+}
+
+impl Contract {
+    /// The contract of a pipeline configuration.
+    pub fn from_config(cfg: &crate::config::PipelineConfig) -> Contract {
+        Contract {
+            max_clock_skew: cfg.aggregation.max_clock_skew.as_millis_i64(),
+        }
+    }
+
+    fn check_clock(&self, t: EpochMillis, now: EpochMillis) -> Result<(), Rejection> {
+        if t > now.saturating_add(self.max_clock_skew) {
+            return Err(Rejection::new(
+                RejectReason::TimestampOutOfRange,
+                format!(
+                    "timestamp {} is more than {} ahead of the wall clock",
+                    crate::time::format_millis(t),
+                    crate::units::HumanDuration::from_millis(self.max_clock_skew.max(0) as u64)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A ride event that every consumer accepts at wall-clock time `now`.
+    pub fn ride_event<'a>(
+        &self,
+        bytes: &'a [u8],
+        now: EpochMillis,
+    ) -> Result<RideEventView<'a>, Rejection> {
+        let ev = parse_ride_event(bytes)?;
+        self.check_clock(ev.event_time, now)?;
+        Ok(ev)
+    }
+
+    /// A driver location that every consumer accepts at wall-clock time `now`.
+    pub fn driver_location<'a>(
+        &self,
+        bytes: &'a [u8],
+        now: EpochMillis,
+    ) -> Result<DriverLocationView<'a>, Rejection> {
+        let loc = parse_driver_location(bytes)?;
+        self.check_clock(loc.event_time, now)?;
+        Ok(loc)
+    }
+}
+
+/// The event time of `t`, checked against the years this system can have events in.
+fn event_time(t: &WireTime<'_>) -> Result<EpochMillis, Rejection> {
+    let ms = t.millis().ok_or_else(|| {
         Rejection::new(
             RejectReason::InvalidTimestamp,
-            format!("timestamp {:?} is not ISO-8601", ev.timestamp),
+            format!("timestamp {t} is neither ISO-8601 nor integer epoch milliseconds"),
         )
     })?;
     // Years away in either direction: not an event of this system.
     const MIN_TIME: EpochMillis = 946_684_800_000; // 2000-01-01
     const MAX_TIME: EpochMillis = 4_102_444_800_000; // 2100-01-01
-    if !(MIN_TIME..MAX_TIME).contains(&ev.event_time) {
+    if !(MIN_TIME..MAX_TIME).contains(&ms) {
         return Err(Rejection::new(
             RejectReason::TimestampOutOfRange,
-            format!("timestamp {} is outside 2000..2100", ev.timestamp),
+            format!("timestamp {t} is outside 2000..2100"),
         ));
     }
-    let invalid = |d: String| Err(Rejection::new(RejectReason::InvalidValue, d));
-    if ev.event_id.is_empty()
-        || ev.ride_id.is_empty()
-        || ev.user_id.is_empty()
-        || ev.city.is_empty()
-    {
-        return invalid("event_id, ride_id, user_id and city must not be empty".into());
+    Ok(ms)
+}
+
+/// Checks a city name: not empty, at most [`MAX_CITY_CHARS`] characters. Any other
+/// text (quotes, SQL) is data.
+fn city_ok(city: &str) -> Result<(), Rejection> {
+    if city.trim().is_empty() {
+        return Err(Rejection::new(RejectReason::InvalidValue, "city is empty"));
     }
-    if !(ev.estimated_fare.is_finite() && ev.estimated_fare >= 0.0) {
+    let n = city.chars().count();
+    if n > MAX_CITY_CHARS {
+        return Err(Rejection::new(
+            RejectReason::InvalidValue,
+            format!("city is {n} characters long (at most {MAX_CITY_CHARS})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses and validates one ride event against the wire contract, without the wall
+/// clock ([`Contract::ride_event`] adds it). Every event that passes is one the whole
+/// pipeline accepts; everything else is dead-lettered with the returned reason.
+pub fn parse_ride_event(bytes: &[u8]) -> Result<RideEventView<'_>, Rejection> {
+    let mut ev: RideEventView<'_> =
+        serde_json::from_slice(bytes).map_err(|e| Rejection::from_json(&e))?;
+    ev.event_time = event_time(&ev.timestamp)?;
+    let invalid = |d: String| Err(Rejection::new(RejectReason::InvalidValue, d));
+    if ev.ride_id.is_empty() {
+        return invalid("ride_id is empty".into());
+    }
+    if ev.event_id.as_deref() == Some("") || ev.user_id.as_deref() == Some("") {
+        return invalid("event_id and user_id must not be empty (leave them out if unknown)".into());
+    }
+    city_ok(&ev.city)?;
+    if !fare_ok(ev.estimated_fare) {
         return invalid(format!(
             "estimated_fare {} is not a non-negative number",
-            ev.estimated_fare
+            ev.estimated_fare.unwrap_or_default()
         ));
     }
-    if !lat_lng_ok(&ev.pickup) || !lat_lng_ok(&ev.dropoff) {
+    if !fare_ok(ev.final_fare) {
+        return invalid(format!(
+            "final_fare {} is not a non-negative number",
+            ev.final_fare.unwrap_or_default()
+        ));
+    }
+    if [ev.pickup, ev.dropoff].iter().flatten().any(|p| !lat_lng_ok(p)) {
         return invalid("pickup/dropoff coordinates out of range".into());
     }
     if ev.schema_version == 0 || ev.schema_version > SCHEMA_VERSION {
@@ -339,22 +509,46 @@ pub fn parse_ride_event(bytes: &[u8]) -> Result<RideEventView<'_>, Rejection> {
     Ok(ev)
 }
 
-/// A driver location parsed and validated, with its event time.
-pub fn parse_driver_location(bytes: &[u8]) -> Result<(DriverLocation, EpochMillis), Rejection> {
-    let loc: DriverLocation =
+/// A driver location parsed without copying: required `driver_id`, `city`, `lat`,
+/// `lng`, `status`, `timestamp`; `schema_version` optional; unknown fields ignored.
+#[derive(Clone, Debug, Deserialize)]
+pub struct DriverLocationView<'a> {
+    /// Schema version (absent: 1).
+    #[serde(default = "default_version")]
+    pub schema_version: u32,
+    /// The driver (Kafka key).
+    #[serde(borrow)]
+    pub driver_id: Cow<'a, str>,
+    /// City name.
+    #[serde(borrow)]
+    pub city: Cow<'a, str>,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lng: f64,
+    /// Availability.
+    pub status: DriverStatus,
+    /// Event time as written.
+    #[serde(borrow)]
+    pub timestamp: WireTime<'a>,
+    /// Event time in epoch milliseconds (filled in by [`parse_driver_location`]).
+    #[serde(skip)]
+    pub event_time: EpochMillis,
+}
+
+/// Parses and validates a driver location against the wire contract, without the
+/// wall clock ([`Contract::driver_location`] adds it).
+pub fn parse_driver_location(bytes: &[u8]) -> Result<DriverLocationView<'_>, Rejection> {
+    let mut loc: DriverLocationView<'_> =
         serde_json::from_slice(bytes).map_err(|e| Rejection::from_json(&e))?;
-    let t = parse_iso8601(&loc.timestamp).ok_or_else(|| {
-        Rejection::new(
-            RejectReason::InvalidTimestamp,
-            format!("timestamp {:?} is not ISO-8601", loc.timestamp),
-        )
-    })?;
-    if loc.driver_id.is_empty() || loc.city.is_empty() {
+    loc.event_time = event_time(&loc.timestamp)?;
+    if loc.driver_id.is_empty() {
         return Err(Rejection::new(
             RejectReason::InvalidValue,
-            "driver_id and city must not be empty",
+            "driver_id is empty",
         ));
     }
+    city_ok(&loc.city)?;
     if !lat_lng_ok(&LatLng {
         lat: loc.lat,
         lng: loc.lng,
@@ -364,7 +558,13 @@ pub fn parse_driver_location(bytes: &[u8]) -> Result<(DriverLocation, EpochMilli
             "coordinates out of range",
         ));
     }
-    Ok((loc, t))
+    if loc.schema_version == 0 || loc.schema_version > SCHEMA_VERSION {
+        return Err(Rejection::new(
+            RejectReason::InvalidValue,
+            format!("schema_version {} is not supported", loc.schema_version),
+        ));
+    }
+    Ok(loc)
 }
 
 #[cfg(test)]

@@ -216,7 +216,7 @@ struct Summary {
     consumed: u64,
     accepted: u64,
     late: BTreeMap<String, u64>,
-    dead_letters: BTreeMap<String, u64>,
+    rejected: BTreeMap<String, u64>,
 }
 
 fn wait_summary(child: Child, limit: Duration) -> Summary {
@@ -312,7 +312,7 @@ async fn bounded_run_matches_the_oracle_and_the_topic_gets_every_final_window() 
     let s = run_bounded(&config);
     assert_eq!(s.ending, "bounded");
     assert_eq!((s.consumed, s.accepted), (40_000, 40_000));
-    assert!(s.late.is_empty() && s.dead_letters.is_empty(), "{s:?}");
+    assert!(s.late.is_empty() && s.rejected.is_empty(), "{s:?}");
     let expected = oracle(&l, &file).await;
     assert_same(&metrics_rows(&l).await, &expected);
 
@@ -406,7 +406,7 @@ async fn kill_9_in_the_middle_then_restart_gives_the_same_final_rows() {
 
     let s = run_bounded(&config);
     assert_eq!(s.ending, "bounded");
-    assert!(s.late.is_empty() && s.dead_letters.is_empty(), "{s:?}");
+    assert!(s.late.is_empty() && s.rejected.is_empty(), "{s:?}");
     assert_same(&metrics_rows(&l).await, &oracle(&l, &file).await);
 }
 
@@ -530,7 +530,7 @@ async fn sigterm_flushes_commits_and_exits_0_then_the_rest_is_resumed() {
         "ridectl_aggregate_consumer_lag{partition=",
         "ridectl_aggregate_watermark_delay_seconds",
         "ridectl_aggregate_open_windows",
-        "ridectl_aggregate_dead_letters_total{reason=\"invalid_json\"}",
+        "ridectl_aggregate_rejected_total{reason=\"invalid_json\"}",
         "ridectl_aggregate_output_latency_seconds_bucket",
         "ridectl_aggregate_output_latency_quantile_seconds{quantile=\"0.99\"}",
     ] {
@@ -554,7 +554,7 @@ async fn sigterm_flushes_commits_and_exits_0_then_the_rest_is_resumed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bad_input_is_dead_lettered_late_events_are_routed_and_valid_ones_add_up() {
+async fn bad_input_is_dead_lettered_once_late_events_are_routed_and_valid_ones_add_up() {
     let l = test_config("agg-bad");
     common::provision(&l).await;
     let dir = std::env::temp_dir().join(common::unique("agg-bad"));
@@ -608,7 +608,17 @@ async fn bad_input_is_dead_lettered_late_events_are_routed_and_valid_ones_add_up
     for (r, _) in &bad {
         *want.entry(r.to_string()).or_default() += 1;
     }
-    assert_eq!(s.dead_letters, want);
+    assert_eq!(s.rejected, want);
+    // The aggregation worker only counts what it rejects: the ingest group writes
+    // the dead letters, so two workers reading the topic still leave one each.
+    assert!(read_topic(&l, &l.config.topics.dead_letter.name).is_empty());
+    let (_t, sd) = ridectl::shutdown::Shutdown::manual();
+    let opts = ridectl::ingest::IngestOptions {
+        bounded: true,
+        from_beginning: true,
+    };
+    let ingested = ridectl::ingest::run(&l.config, opts, sd).await.unwrap();
+    assert_eq!(ingested.dead_letters.values().sum::<u64>(), bad.len() as u64);
     let dlq = read_topic(&l, &l.config.topics.dead_letter.name);
     assert_eq!(dlq.len(), bad.len());
     for (reason, payload) in &bad {
@@ -616,10 +626,10 @@ async fn bad_input_is_dead_lettered_late_events_are_routed_and_valid_ones_add_up
             .iter()
             .find(|(_, p, _)| p == payload.as_bytes())
             .unwrap_or_else(|| panic!("{reason} message not dead-lettered byte for byte"));
-        assert_eq!(m.2[ridectl::events::REASON_HEADER], *reason);
-        assert!(!m.2[ridectl::events::DETAIL_HEADER].is_empty());
+        assert_eq!(m.2[ridectl::kafka::dlq::REASON_HEADER], *reason);
+        assert!(!m.2[ridectl::kafka::dlq::DETAIL_HEADER].is_empty());
         assert_eq!(
-            m.2[ridectl::events::SOURCE_TOPIC_HEADER],
+            m.2[ridectl::kafka::dlq::SOURCE_TOPIC_HEADER],
             l.config.topics.ride_events.name
         );
     }
@@ -638,16 +648,16 @@ async fn bad_input_is_dead_lettered_late_events_are_routed_and_valid_ones_add_up
     let lt = read_topic(&l, &l.config.topics.late_events.name);
     assert_eq!(lt.len(), 1);
     assert_eq!(lt[0].1, late.as_bytes());
-    assert_eq!(lt[0].2[ridectl::events::REASON_HEADER], "late");
+    assert_eq!(lt[0].2[ridectl::kafka::dlq::REASON_HEADER], "late");
     assert!(
         lt[0]
             .2
-            .contains_key(ridectl::aggregate::dlq::EVENT_TIME_HEADER)
+            .contains_key(ridectl::kafka::dlq::EVENT_TIME_HEADER)
     );
     assert!(
         lt[0]
             .2
-            .contains_key(ridectl::aggregate::dlq::WATERMARK_HEADER)
+            .contains_key(ridectl::kafka::dlq::WATERMARK_HEADER)
     );
     assert_same(&metrics_rows(&l).await, &expected);
 }
@@ -663,7 +673,7 @@ async fn recompute_from_the_beginning_or_a_timestamp_rebuilds_the_windows() {
     produce(&l, &msgs).await;
     let config = common::write_config(&l, &dir);
     let s = run_bounded(&config);
-    assert_eq!(s.dead_letters.values().sum::<u64>(), 1);
+    assert_eq!(s.rejected.values().sum::<u64>(), 1);
     let expected = oracle(&l, &file).await;
     assert_same(&metrics_rows(&l).await, &expected);
 
@@ -697,11 +707,11 @@ async fn recompute_from_the_beginning_or_a_timestamp_rebuilds_the_windows() {
     );
     assert_eq!(s.consumed, 30_001);
     assert!(
-        s.dead_letters.is_empty(),
+        s.rejected.is_empty(),
         "history is not dead-lettered twice: {s:?}"
     );
     assert_same(&metrics_rows(&l).await, &expected);
-    assert_eq!(read_topic(&l, &l.config.topics.dead_letter.name).len(), 1);
+    assert!(read_topic(&l, &l.config.topics.dead_letter.name).is_empty());
 
     // From a timestamp: only the windows starting at or after it are re-emitted.
     c.query_raw("TRUNCATE TABLE city_window_metrics")

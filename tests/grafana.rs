@@ -872,3 +872,141 @@ async fn grafana_alert_fires_for_the_same_cities_as_ridectl_alerts() {
     assert_eq!(fired, 6);
     assert_eq!(quiet, 26);
 }
+
+// ---------------------------------------------------------------------------------
+// The driver matrix (tests/drivers/go) runs every query through clickhouse-go, the
+// plugin's driver. The expansion stays here, in the one implementation
+// (src/grafana/macros.rs); this test writes what Grafana would send.
+
+/// Where the expanded queries go: `RIDECTL_DRIVER_QUERIES`, else
+/// `target/driver-matrix/grafana-queries.json`.
+fn driver_queries_path() -> PathBuf {
+    std::env::var_os("RIDECTL_DRIVER_QUERIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::project_dir().join("target/driver-matrix/grafana-queries.json"))
+}
+
+/// The columns a panel's visualization reads by name.
+fn named_columns(panel: &Panel) -> Vec<String> {
+    match panel.kind {
+        PanelType::Table => panel
+            .field_config
+            .overrides
+            .iter()
+            .map(|o| o.matcher.options.clone())
+            .collect(),
+        PanelType::Barchart => panel.options["xField"]
+            .as_str()
+            .map(|x| vec![x.to_string()])
+            .unwrap_or_default(),
+        PanelType::Timeseries | PanelType::Stat => Vec::new(),
+    }
+}
+
+fn panel_kind(kind: PanelType) -> &'static str {
+    match kind {
+        PanelType::Timeseries => "timeseries",
+        PanelType::Table => "table",
+        PanelType::Barchart => "barchart",
+        PanelType::Stat => "stat",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expanded_queries_for_the_driver_matrix() {
+    let l = common::isolated("grafana-drivers");
+    common::provision(&l).await;
+    // Data up to the minute before now: the dashboard's range (`now-1h` to `now`) holds
+    // it all, and the supply panel's last minute has driver positions.
+    let now = now_millis();
+    let t0 = now - now.rem_euclid(60_000) - 15 * 60_000;
+    let end = dataset(&l, t0).await;
+    let f = load_files();
+    let mut queries = Vec::new();
+    for (path, d) in &f.dashboards {
+        assert_eq!(
+            (d.time.from.as_str(), d.time.to.as_str()),
+            ("now-1h", "now"),
+            "{}: the range the driver matrix uses",
+            path.display()
+        );
+        for interval_ms in [60_000, 300_000] {
+            let ctx = QueryContext {
+                from_ms: end - 3_600_000,
+                to_ms: end,
+                interval_ms,
+            };
+            let mut all = BTreeMap::new();
+            for v in &d.templating.list {
+                let what = format!("{} variable {}", path.display(), v.name);
+                let sql = expand(&v.query.raw_sql, &ctx, &all, &what);
+                let rs = run(&l, &sql, &what).await;
+                let values: Vec<String> = rs
+                    .rows
+                    .iter()
+                    .filter_map(|r| r[0].as_str().map(str::to_string))
+                    .collect();
+                assert_eq!(values, CITIES, "{what}");
+                queries.push(serde_json::json!({
+                    "what": what, "kind": "variable", "columns": [], "sql": sql,
+                    "cities": values,
+                }));
+                all.insert(v.name.clone(), values);
+            }
+            let one: BTreeMap<String, Vec<String>> = all
+                .keys()
+                .map(|k| (k.clone(), vec!["prague".to_string()]))
+                .collect();
+            for p in &d.panels {
+                for t in &p.targets {
+                    for (selection, vars) in [("all", &all), ("prague", &one)] {
+                        let what = format!(
+                            "{} panel {} {:?} {} (city {selection}, interval {interval_ms} ms)",
+                            path.display(),
+                            p.id,
+                            p.title,
+                            t.ref_id
+                        );
+                        let cities: Vec<&str> = if selection == "all" {
+                            CITIES.to_vec()
+                        } else {
+                            vec!["prague"]
+                        };
+                        queries.push(serde_json::json!({
+                            "what": what, "panel_id": p.id, "kind": panel_kind(p.kind),
+                            "columns": named_columns(p),
+                            "sql": expand(&t.raw_sql, &ctx, vars, &what),
+                            "cities": cities,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    for (_, r) in rules(&f) {
+        for q in r.data.iter().filter(|q| q.datasource_uid != EXPRESSIONS) {
+            let ctx = QueryContext {
+                from_ms: end - q.relative_time_range.from * 1000,
+                to_ms: end - q.relative_time_range.to * 1000,
+                interval_ms: 60_000,
+            };
+            let what = format!("alert rule {} query {}", r.title, q.ref_id);
+            let sql = expand(&clickhouse_model(q).raw_sql, &ctx, &BTreeMap::new(), &what);
+            queries.push(serde_json::json!({
+                "what": what, "kind": "alert", "columns": ["city", "breach_rate"],
+                "sql": sql, "cities": [],
+            }));
+        }
+    }
+    assert!(queries.len() > 20, "{} queries", queries.len());
+    let out = driver_queries_path();
+    std::fs::create_dir_all(out.parent().expect("a file path"))
+        .unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let doc = serde_json::json!({
+        "database": l.config.clickhouse.database,
+        "range": {"from_ms": end - 3_600_000, "to_ms": end},
+        "queries": queries,
+    });
+    std::fs::write(&out, serde_json::to_vec_pretty(&doc).expect("JSON"))
+        .unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+}

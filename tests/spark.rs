@@ -274,7 +274,7 @@ async fn spark_and_native_give_the_same_rows() {
     assert_eq!(spark["consumed"], total as u64);
     assert_eq!(native["accepted"], n as u64);
     assert_eq!(spark["accepted"], n as u64);
-    let dead: u64 = native["dead_letters"]
+    let dead: u64 = native["rejected"]
         .as_object()
         .unwrap()
         .values()

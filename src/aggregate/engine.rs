@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::config::AggregationConfig;
-use crate::events::{EventType, RejectReason, Rejection, parse_ride_event};
+use crate::events::{Contract, EventType, Rejection};
 use crate::time::EpochMillis;
 
 use super::window::WindowSpec;
@@ -446,20 +446,14 @@ impl Engine {
             Ingest::Rejected(r)
         };
 
-        let ev = match parse_ride_event(payload) {
+        let contract = Contract {
+            max_clock_skew: cfg.max_clock_skew,
+        };
+        let ev = match contract.ride_event(payload, now) {
             Ok(ev) => ev,
             Err(r) => return reject(stats, r),
         };
         let t = ev.event_time;
-        if t > now.saturating_add(cfg.max_clock_skew) {
-            let detail = format!(
-                "timestamp {} is more than {} ahead of the wall clock",
-                ev.timestamp,
-                crate::units::HumanDuration::from_millis(cfg.max_clock_skew.max(0) as u64)
-            );
-            let reason = RejectReason::TimestampOutOfRange;
-            return reject(stats, Rejection { reason, detail });
-        }
         let w = cfg.windows;
         p.max_event_time = Some(p.max_event_time.map_or(t, |m| m.max(t)));
         let horizon = p.finalized_until;
@@ -476,7 +470,10 @@ impl Engine {
             };
         }
         let city = cities.id(&ev.city);
-        let fp = fingerprint(&ev.user_id);
+        // A rider is counted when the event names one (the contract makes user_id
+        // optional); a fare when it carries one.
+        let user = ev.user_id.as_deref().filter(|u| !u.is_empty());
+        let fp = user.map(fingerprint);
         // The user id is copied to the arena at most once per event, and only when a
         // window sees the rider for the first time.
         let mut arena_ref: Option<(u32, u32)> = None;
@@ -496,14 +493,19 @@ impl Engine {
                     dirty: false,
                 });
             ws.counts.add(ev.event_type);
-            ws.fare_sum += ev.estimated_fare;
-            ws.fare_count += 1;
+            if let Some(fare) = ev.estimated_fare {
+                ws.fare_sum += fare;
+                ws.fare_count += 1;
+            }
             ws.dirty = true;
+            let (Some(fp), Some(user)) = (fp, user) else {
+                continue;
+            };
             if ws.riders.insert(fp) {
                 let (at, len) = *arena_ref.get_or_insert_with(|| {
                     let at = p.arena.len() as u32;
-                    p.arena.push_str(&ev.user_id);
-                    (at, ev.user_id.len() as u32)
+                    p.arena.push_str(user);
+                    (at, user.len() as u32)
                 });
                 p.new_riders.push(PendingRider {
                     city,
@@ -644,6 +646,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::RejectReason;
 
     const MIN: i64 = 60_000;
     const T0: i64 = 1_764_158_400_000; // 2025-11-26T12:00:00Z, a whole hour

@@ -191,9 +191,9 @@ impl Metrics {
             .collect();
         metric(
             &mut out,
-            "dead_letters_total",
+            "rejected_total",
             "counter",
-            "Messages sent to the dead-letter topic, per reason.",
+            "Messages that broke the wire contract, per reason (the ingest group dead-letters them).",
             &dlq,
         );
         let lag: Vec<_> = s
@@ -397,7 +397,7 @@ mod tests {
         let text = m.render();
         assert!(text.contains("ridectl_aggregate_late_events_total{city=\"ber\\\"lin\"} 2"));
         assert!(text.contains("ridectl_aggregate_consumer_lag{partition=\"3\"} 17"));
-        assert!(text.contains("ridectl_aggregate_dead_letters_total{reason=\"invalid_json\"} 0"));
+        assert!(text.contains("ridectl_aggregate_rejected_total{reason=\"invalid_json\"} 0"));
         assert!(text.contains("ridectl_aggregate_output_latency_seconds_bucket{le=\"1\"} 3"));
         assert!(text.contains("ridectl_aggregate_output_latency_seconds_bucket{le=\"0.5\"} 0"));
         assert!(text.contains("ridectl_aggregate_watermark_seconds 1000"));

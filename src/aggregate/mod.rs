@@ -5,13 +5,13 @@
 //! - [`engine`]: the per-partition state machine (pure, deterministic);
 //! - [`source`]: the Kafka consumer thread that drives the engine;
 //! - [`sink`]: ClickHouse and Kafka outputs, with retries;
-//! - [`dlq`]: dead-letter and late-event producers;
+//! - late events go out through [`crate::kafka::dlq`] (rejected messages are only
+//!   counted here: the ingest group writes the dead letters);
 //! - [`metrics`]: counters, the periodic log line and the Prometheus endpoint.
 //!
 //! [`run`] wires them: one consumer thread, one sink task, a bounded channel of one
 //! batch between them, and a shutdown flag every part honours.
 
-pub mod dlq;
 pub mod engine;
 pub mod metrics;
 pub mod sink;
@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::clickhouse::{self as ch, Access};
 use crate::config::PipelineConfig;
 use crate::exit::{Unavailable, UsageError};
-use crate::kafka::{self, Role};
+use crate::kafka::{self, Role, dlq};
 use crate::time::{EpochMillis, format_millis};
 use engine::{CLOSED, Engine, EngineConfig, Progress};
 use metrics::Metrics;
@@ -88,8 +88,9 @@ pub struct Summary {
     pub replayed: u64,
     /// Late events per city.
     pub late: BTreeMap<String, u64>,
-    /// Dead letters per reason.
-    pub dead_letters: BTreeMap<&'static str, u64>,
+    /// Messages that broke the wire contract, per reason: skipped and counted here,
+    /// dead-lettered by the ingest group ([`crate::kafka::dlq::DeadLetterRole`]).
+    pub rejected: BTreeMap<&'static str, u64>,
     /// Metrics rows written (updates and finals).
     pub rows: u64,
     /// Final rows written.
@@ -378,11 +379,13 @@ pub async fn run(
 
     let parts = SourceParts {
         engine: Engine::new(EngineConfig::from_config(a)),
-        dead_letters: dlq::DeadLetters::new(
+        side_outputs: dlq::SideOutputs::new(
             producer.clone(),
             &cfg.topics.dead_letter.name,
             &cfg.topics.late_events.name,
+            dlq::consumer_name(&a.group_id),
         ),
+        dead_letter_role: dlq::DeadLetterRole::for_group(&a.group_id, &cfg.ingest.group_id),
         batches: batch_tx,
         acks: ack_rx,
         ch: client.clone(),
@@ -452,7 +455,7 @@ pub async fn run(
         accepted: snap.stats.accepted,
         replayed: snap.stats.replayed,
         late: snap.stats.late.clone(),
-        dead_letters: snap.stats.rejected.clone(),
+        rejected: snap.stats.rejected.clone(),
         rows: metrics.output_rows.load(Ordering::Relaxed),
         final_rows: metrics.final_rows.load(Ordering::Relaxed),
         elapsed_secs: elapsed,

@@ -23,7 +23,7 @@ use clickhouse::{Client, Row};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
-use super::dlq;
+use crate::kafka::dlq;
 use super::engine::{CLOSED, PartialRow, Progress, Resume, RiderRows, TriggerOutput};
 use super::metrics::Metrics;
 use crate::time::{EpochMillis, format_millis, now_millis};

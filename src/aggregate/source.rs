@@ -22,7 +22,7 @@ use rdkafka::producer::DeliveryFuture;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
-use super::dlq::{DeadLetters, Source};
+use crate::kafka::dlq::{DeadLetterRole, Origin, SideOutputs};
 use super::engine::{Engine, Ingest};
 use super::metrics::{Metrics, Snapshot};
 use super::sink::{self, Ack, Batch};
@@ -48,7 +48,10 @@ pub struct SourceParts {
     /// The engine (no partitions yet).
     pub engine: Engine,
     /// Dead-letter and late producers.
-    pub dead_letters: DeadLetters,
+    pub side_outputs: SideOutputs,
+    /// Whether rejected messages are dead-lettered here or only counted
+    /// ([`DeadLetterRole`]: the ingest group writes them).
+    pub dead_letter_role: DeadLetterRole,
     /// Batches to the sink task.
     pub batches: tokio::sync::mpsc::Sender<Batch>,
     /// The sink's answers, in order.
@@ -176,23 +179,25 @@ impl Worker {
         match self.p.engine.ingest(partition, offset, payload, now) {
             Ingest::Accepted | Ingest::Replayed | Ingest::Ignored => {}
             Ingest::Rejected(r) => {
-                let src = self.source(m, payload);
-                let f = self.p.dead_letters.dead_letter(&src, &r);
-                self.side_effects.push(f);
+                if self.p.dead_letter_role == DeadLetterRole::Writer {
+                    let src = self.source(m, payload);
+                    let f = self.p.side_outputs.dead_letter(&src, &r);
+                    self.side_effects.push(f);
+                }
             }
             Ingest::Late {
                 event_time,
                 horizon,
             } => {
                 let src = self.source(m, payload);
-                let f = self.p.dead_letters.late(&src, event_time, horizon);
+                let f = self.p.side_outputs.late(&src, event_time, horizon);
                 self.side_effects.push(f);
             }
         }
     }
 
-    fn source<'a>(&'a self, m: &'a BorrowedMessage<'a>, payload: &'a [u8]) -> Source<'a> {
-        Source {
+    fn source<'a>(&'a self, m: &'a BorrowedMessage<'a>, payload: &'a [u8]) -> Origin<'a> {
+        Origin {
             topic: &self.p.topic,
             partition: m.partition(),
             offset: m.offset(),

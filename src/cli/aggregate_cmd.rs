@@ -175,14 +175,14 @@ fn print_summary(s: &Summary, format: Format) -> anyhow::Result<()> {
     }
     let mut t = output::table(&["", ""], &[1]);
     let late: u64 = s.late.values().sum();
-    let dlq: u64 = s.dead_letters.values().sum();
+    let rejected: u64 = s.rejected.values().sum();
     for (k, v) in [
         ("ending", s.ending.to_string()),
         ("consumed", s.consumed.to_string()),
         ("counted", s.accepted.to_string()),
         ("replayed (already processed)", s.replayed.to_string()),
         ("late", late.to_string()),
-        ("dead letters", dlq.to_string()),
+        ("rejected (dead-lettered by ingest)", rejected.to_string()),
         (
             "metrics rows (final)",
             format!("{} ({})", s.rows, s.final_rows),

@@ -391,7 +391,7 @@ enum Fault {
 mod tests {
     use super::*;
     use crate::events::{
-        CancelledBy, DriverLocation, DriverStatus, LatLng, RideEvent, parse_driver_location,
+        CancelledBy, DriverStatus, LatLng, RideEvent, parse_driver_location,
         parse_ride_event,
     };
 
@@ -529,20 +529,23 @@ mod tests {
         };
         let mid = enc.location(&l, &mut out);
         assert_eq!(&out[..mid], b"d-berlin-5");
-        let (loc, t) = parse_driver_location(&out[mid..]).unwrap();
+        let loc = parse_driver_location(&out[mid..]).unwrap();
         assert_eq!(
-            loc,
-            DriverLocation {
-                schema_version: 1,
-                driver_id: "d-berlin-5".into(),
-                city: "berlin".into(),
-                lat: 52.5,
-                lng: 13.4,
-                status: DriverStatus::OnTrip,
-                timestamp: "2025-11-26T12:00:00.000Z".into(),
-            }
+            (
+                loc.schema_version,
+                &*loc.driver_id,
+                &*loc.city,
+                loc.lat,
+                loc.lng,
+                loc.status
+            ),
+            (1, "d-berlin-5", "berlin", 52.5, 13.4, DriverStatus::OnTrip)
         );
-        assert_eq!(t, l.timestamp);
+        assert_eq!(
+            loc.timestamp,
+            crate::events::WireTime::Text("2025-11-26T12:00:00.000Z".into())
+        );
+        assert_eq!(loc.event_time, l.timestamp);
     }
 
     #[test]

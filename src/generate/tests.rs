@@ -178,13 +178,13 @@ fn count_is_exact_and_counts_valid_ride_events_only() {
             Kind::Ride => {
                 let e = parse_ride_event(payload).unwrap();
                 assert_eq!(e.ride_id.as_bytes(), &key[..]);
-                assert!(ids.insert(e.event_id.to_string()), "unique event_id");
+                assert!(ids.insert(format!("{:?}", e.event_id)), "unique event_id");
             }
             Kind::Malformed => {
                 reasons.insert(parse_ride_event(payload).unwrap_err().reason);
             }
             Kind::Location => {
-                let (l, _) = parse_driver_location(payload).unwrap();
+                let l = parse_driver_location(payload).unwrap();
                 assert_eq!(l.driver_id.as_bytes(), &key[..]);
             }
         }
@@ -233,7 +233,7 @@ fn stream_is_in_time_order_and_rides_are_consistent() {
                     .push(e.event_type);
                 e.event_time
             }
-            Kind::Location => parse_driver_location(payload).unwrap().1,
+            Kind::Location => parse_driver_location(payload).unwrap().event_time,
             Kind::Malformed => unreachable!(),
         };
         assert!(t >= last, "time order");

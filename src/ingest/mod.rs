@@ -43,14 +43,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::clickhouse::Access;
 use crate::config::PipelineConfig;
-use crate::events::{parse_driver_location, parse_ride_event};
-use crate::kafka::{self, Role, dlq};
+use crate::events::Contract;
+use crate::kafka::dlq::{self, Origin, SideOutputs};
+use crate::kafka::{self, Role};
 use crate::shutdown::Shutdown;
 use crate::throttle::{LogThrottle, held_back};
 use batch::{Batch, DeadLetter, Rows};
@@ -200,7 +201,7 @@ struct PartitionState {
 struct Worker<'a> {
     cfg: &'a PipelineConfig,
     consumer: Arc<IngestConsumer>,
-    producer: FutureProducer,
+    side_outputs: SideOutputs,
     ch: clickhouse::Client,
     parts: HashMap<(String, i32), PartitionState>,
     /// The generation at which each partition was last revoked: messages polled
@@ -269,7 +270,12 @@ pub async fn run(
     let worker = Worker {
         cfg,
         consumer,
-        producer,
+        side_outputs: SideOutputs::new(
+            producer,
+            &cfg.topics.dead_letter.name,
+            &cfg.topics.late_events.name,
+            dlq::consumer_name(&cfg.ingest.group_id),
+        ),
         ch: crate::clickhouse::try_client(&cfg.clickhouse, Access::Write)?,
         parts: HashMap::new(),
         revoked_at: HashMap::new(),
@@ -447,17 +453,19 @@ impl Worker<'_> {
             );
         }
         batch.last = offset;
+        let contract = Contract::from_config(self.cfg);
+        let now = crate::time::now_millis();
         let rejection = match &mut batch.rows {
-            Rows::Rides(rows) => match parse_ride_event(payload) {
+            Rows::Rides(rows) => match contract.ride_event(payload, now) {
                 Ok(ev) => {
-                    rows.push(RideEventRow::new(&ev, partition, offset));
+                    rows.push(RideEventRow::new(&ev, topic, partition, offset));
                     None
                 }
                 Err(r) => Some(r),
             },
-            Rows::Locations(rows) => match parse_driver_location(payload) {
-                Ok((loc, t)) => {
-                    rows.push(DriverLocationRow::new(loc, t, partition, offset));
+            Rows::Locations(rows) => match contract.driver_location(payload, now) {
+                Ok(loc) => {
+                    rows.push(DriverLocationRow::new(&loc, partition, offset));
                     None
                 }
                 Err(r) => Some(r),
@@ -596,19 +604,19 @@ impl Worker<'_> {
 
     /// Produces the rejected messages of `batches` to the dead-letter topic.
     async fn dead_letters(&mut self, batches: &[Batch]) -> anyhow::Result<()> {
-        let dlq_topic = &self.cfg.topics.dead_letter.name;
         for batch in batches {
             for d in &batch.dead {
-                let headers = dlq::headers(&d.rejection, &batch.topic, batch.partition, d.offset);
-                let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(dlq_topic)
-                    .payload(&d.payload)
-                    .headers(headers);
-                if let Some(k) = &d.key {
-                    record = record.key(k);
-                }
-                self.producer
-                    .send(record, Duration::from_secs(300))
+                let origin = Origin {
+                    topic: &batch.topic,
+                    partition: batch.partition,
+                    offset: d.offset,
+                    key: d.key.as_deref(),
+                    payload: &d.payload,
+                };
+                self.side_outputs
+                    .dead_letter(&origin, &d.rejection)
                     .await
+                    .map_err(|_| anyhow::anyhow!("dead-letter producer closed"))?
                     .map_err(|(e, _)| anyhow::anyhow!("dead-letter produce failed: {e}"))?;
                 *self
                     .summary

@@ -4,8 +4,7 @@
 use clickhouse::Row;
 use serde::Serialize;
 
-use crate::events::{DriverLocation, RideEventView};
-use crate::time::EpochMillis;
+use crate::events::{DriverLocationView, RideEventView};
 
 /// One row of `ride_events` (`ingested_at` is filled by the table's default).
 #[derive(Debug, Row, Serialize)]
@@ -22,20 +21,20 @@ pub struct RideEventRow {
     pub timestamp: i64,
     /// City.
     pub city: String,
-    /// Fare estimate.
-    pub estimated_fare: f64,
-    /// Rider.
+    /// Fare estimate (NULL when the event has none).
+    pub estimated_fare: Option<f64>,
+    /// Rider ('' when the event names none).
     pub user_id: String,
     /// Driver ('' before acceptance).
     pub driver_id: String,
-    /// Pick-up latitude.
-    pub pickup_lat: f64,
-    /// Pick-up longitude.
-    pub pickup_lng: f64,
-    /// Drop-off latitude.
-    pub dropoff_lat: f64,
-    /// Drop-off longitude.
-    pub dropoff_lng: f64,
+    /// Pick-up latitude (NULL when absent).
+    pub pickup_lat: Option<f64>,
+    /// Pick-up longitude (NULL when absent).
+    pub pickup_lng: Option<f64>,
+    /// Drop-off latitude (NULL when absent).
+    pub dropoff_lat: Option<f64>,
+    /// Drop-off longitude (NULL when absent).
+    pub dropoff_lng: Option<f64>,
     /// Charged fare (`completed`).
     pub final_fare: Option<f64>,
     /// Who cancelled ('' unless `cancelled`).
@@ -48,21 +47,21 @@ pub struct RideEventRow {
 
 impl RideEventRow {
     /// The row of a validated event.
-    pub fn new(ev: &RideEventView<'_>, partition: i32, offset: i64) -> RideEventRow {
+    pub fn new(ev: &RideEventView<'_>, topic: &str, partition: i32, offset: i64) -> RideEventRow {
         RideEventRow {
-            event_id: ev.event_id.to_string(),
+            event_id: ev.event_id_at(topic, partition, offset).into_owned(),
             schema_version: u8::try_from(ev.schema_version).unwrap_or(u8::MAX),
             event_type: ev.event_type.as_str(),
             ride_id: ev.ride_id.to_string(),
             timestamp: ev.event_time,
             city: ev.city.to_string(),
             estimated_fare: ev.estimated_fare,
-            user_id: ev.user_id.to_string(),
+            user_id: ev.user().to_string(),
             driver_id: ev.driver_id.as_deref().unwrap_or_default().to_string(),
-            pickup_lat: ev.pickup.lat,
-            pickup_lng: ev.pickup.lng,
-            dropoff_lat: ev.dropoff.lat,
-            dropoff_lng: ev.dropoff.lng,
+            pickup_lat: ev.pickup.map(|p| p.lat),
+            pickup_lng: ev.pickup.map(|p| p.lng),
+            dropoff_lat: ev.dropoff.map(|p| p.lat),
+            dropoff_lng: ev.dropoff.map(|p| p.lng),
             final_fare: ev.final_fare,
             cancelled_by: ev.cancelled_by.map_or("", |c| c.as_str()),
             kafka_partition: u16::try_from(partition).unwrap_or(u16::MAX),
@@ -94,19 +93,14 @@ pub struct DriverLocationRow {
 
 impl DriverLocationRow {
     /// The row of a validated location update.
-    pub fn new(
-        loc: DriverLocation,
-        time: EpochMillis,
-        partition: i32,
-        offset: i64,
-    ) -> DriverLocationRow {
+    pub fn new(loc: &DriverLocationView<'_>, partition: i32, offset: i64) -> DriverLocationRow {
         DriverLocationRow {
-            driver_id: loc.driver_id,
-            city: loc.city,
+            driver_id: loc.driver_id.to_string(),
+            city: loc.city.to_string(),
             lat: loc.lat,
             lng: loc.lng,
             status: loc.status.as_str(),
-            timestamp: time,
+            timestamp: loc.event_time,
             kafka_partition: u16::try_from(partition).unwrap_or(u16::MAX),
             kafka_offset: u64::try_from(offset).unwrap_or(0),
         }

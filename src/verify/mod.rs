@@ -30,7 +30,8 @@ use serde::Serialize;
 
 use crate::clickhouse::{self as ch, Access};
 use crate::config::PipelineConfig;
-use crate::events::{REASON_HEADER, RejectReason, parse_ride_event};
+use crate::events::{RejectReason, parse_ride_event};
+use crate::kafka::dlq::REASON_HEADER;
 use oracle::WindowsDiff;
 use read::Record;
 
@@ -147,7 +148,24 @@ struct Valid {
     stats: TopicStats,
 }
 
-fn valid_events(records: &[Record]) -> Valid {
+/// The event id of a valid event read from `r`: the one it carries, or the one
+/// derived from its coordinates in its source topic (for a side-topic record, the
+/// source coordinates in its headers).
+fn event_id(r: &Record, ev: &crate::events::RideEventView<'_>, topic: &str) -> String {
+    use crate::kafka::dlq::{SOURCE_OFFSET_HEADER, SOURCE_TOPIC_HEADER};
+    let source = r.headers.get(SOURCE_TOPIC_HEADER).zip(
+        r.headers
+            .get(SOURCE_OFFSET_HEADER)
+            .and_then(|o| o.split_once('/'))
+            .and_then(|(p, o)| Some((p.parse::<i32>().ok()?, o.parse::<i64>().ok()?))),
+    );
+    match source {
+        Some((t, (p, o))) => ev.event_id_at(t, p, o).into_owned(),
+        None => ev.event_id_at(topic, r.partition, r.offset).into_owned(),
+    }
+}
+
+fn valid_events(records: &[Record], topic: &str) -> Valid {
     let mut payloads = HashMap::new();
     let mut stats = TopicStats {
         messages: records.len() as u64,
@@ -158,7 +176,7 @@ fn valid_events(records: &[Record]) -> Valid {
             Ok(ev) => {
                 stats.valid += 1;
                 payloads
-                    .entry(ev.event_id.into_owned())
+                    .entry(event_id(r, &ev, topic))
                     .or_insert_with(|| r.payload.clone());
             }
             Err(_) => stats.invalid += 1,
@@ -213,8 +231,7 @@ fn ids(records: &[Record], filter: impl Fn(&Record) -> bool) -> HashSet<String> 
     records
         .iter()
         .filter(|r| filter(r))
-        .filter_map(|r| parse_ride_event(&r.payload).ok())
-        .map(|e| e.event_id.into_owned())
+        .filter_map(|r| Some(event_id(r, &parse_ride_event(&r.payload).ok()?, "")))
         .collect()
 }
 
@@ -242,7 +259,7 @@ pub async fn run(cfg: &PipelineConfig, opts: &VerifyOptions) -> anyhow::Result<R
     let rides = read(cfg, &t.ride_events.name, timeout).await?;
     let late = read(cfg, &t.late_events.name, timeout).await?;
     let dead = read(cfg, &t.dead_letter.name, timeout).await?;
-    let valid = valid_events(&rides);
+    let valid = valid_events(&rides, &t.ride_events.name);
     drop(rides);
 
     // Side outputs.
@@ -267,7 +284,9 @@ pub async fn run(cfg: &PipelineConfig, opts: &VerifyOptions) -> anyhow::Result<R
                 let reason = r.headers.get(REASON_HEADER).cloned().unwrap_or_default();
                 side.examples.push(format!(
                     "{} at {}/{} (reason {reason:?})",
-                    ev.event_id, r.partition, r.offset
+                    event_id(r, &ev, ""),
+                    r.partition,
+                    r.offset
                 ));
             }
         }
@@ -417,7 +436,7 @@ mod tests {
             rec(&event("a")),
             rec("{oops"),
         ];
-        let v = valid_events(&recs);
+        let v = valid_events(&recs, "ride-events");
         assert_eq!(
             (
                 v.stats.messages,

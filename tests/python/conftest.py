@@ -17,10 +17,11 @@ START_TIMEOUT = 60
 
 
 class Response:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, complete=True):
         self.status = status
         self.headers = headers
         self.body = body
+        self.complete = complete  # False: broken off (no final chunk), as after a late error
 
     @property
     def text(self):
@@ -99,7 +100,10 @@ def send(conn, method, path, body=None, headers=None):
     chunked = body is not None and not isinstance(body, (bytes, str))
     conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
     response = conn.getresponse()
-    return Response(response.status, response.headers, response.read())
+    try:
+        return Response(response.status, response.headers, response.read())
+    except http.client.IncompleteRead as broken:
+        return Response(response.status, response.headers, broken.partial, complete=False)
 
 
 @pytest.fixture(scope="session")
