@@ -3,8 +3,10 @@
 # ClickHouse endpoint, provisions topics and tables, then runs the whole pipeline —
 # the generator at 50,000 events/min with a surge and a cancellation spike
 # scheduled, the aggregation worker, the ingest worker, alert evaluation (dry run:
-# PagerDuty events are printed to .ridectl/demo-logs/alerts.log) — and a live
-# `query city-stats` view, until Ctrl-C, which stops everything this script started.
+# PagerDuty events are printed to .ridectl/demo-logs/alerts.log) — the live web
+# dashboard (`ridectl dashboard`, http://127.0.0.1:3000/ or RIDECTL_DASHBOARD_LISTEN)
+# and a live `query city-stats` view, until Ctrl-C, which stops everything this
+# script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -21,7 +23,8 @@ cleanup() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   $RIDECTL local down
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
 
 $RIDECTL local up
 $RIDECTL topics create
@@ -38,7 +41,19 @@ start aggregate aggregate
 start generate generate --rate 50000/min --duration 24h \
   --surge berlin:x2@2m+5m --cancel-spike prague:0.5@1m+7m
 start alerts alerts watch --every 30s --dry-run
+DASH_LISTEN=${RIDECTL_DASHBOARD_LISTEN:-127.0.0.1:3000}
+start dashboard dashboard --listen "$DASH_LISTEN"
+DASH_URL="http://$DASH_LISTEN/"
+for _ in $(seq 50); do curl -fs -o /dev/null "${DASH_URL}api/dashboard" && break; sleep 0.2; done
+echo
+echo "live dashboard: $DASH_URL  (the Grafana dashboard, rendered by ridectl; new data within a second)"
 
 sleep 5
-# The live view runs in the foreground; Ctrl-C ends it and the trap stops the rest.
-$RIDECTL query city-stats --since 15m --watch 10s || true
+# The live view runs in the foreground, the dashboard's URL above it; Ctrl-C ends it
+# and the trap stops the rest.
+while :; do
+  printf '\033[2J\033[H'
+  echo "ridectl query city-stats — every 10s (Ctrl-C to stop) · dashboard: $DASH_URL"
+  $RIDECTL query city-stats --since 15m || true
+  sleep 10
+done

@@ -6,6 +6,8 @@
 #   - the Python virtualenv with chDB (and pyspark) from PyPI
 #   - the driver matrix's clients (tests/drivers): clickhouse-go (Go modules),
 #     @clickhouse/client (npm), the ClickHouse JDBC driver (Maven Central)
+#   - the dashboard's front-end parts from npm (uPlot: `npm ci` on dashboard/package-lock.json)
+#     and headless Chromium (Debian `chromium`) for the dashboard's browser test
 #   - the ridectl binary (cargo build --release)
 # Each step is skipped when its inputs have not changed (stamp files in the cache).
 set -euo pipefail
@@ -28,6 +30,7 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -93,6 +96,23 @@ if ! stamp_ok "$CACHE/jdbc/.stamp" "$sum"; then
   mvn -q -B -f $DRIVERS/jdbc/pom.xml dependency:go-offline test-compile
   echo "$sum" > "$CACHE/jdbc/.stamp"
 fi
+
+# 4b. The dashboard's front-end parts from npm, exactly as package-lock.json pins them
+#     (version and integrity hash; downloads cached in the cache directory). The
+#     minified files are committed under dashboard/vendor/ (so `cargo build` works
+#     without npm) and embedded in the binary: they must be the package's own.
+sum=$(sha256sum dashboard/package-lock.json | cut -d' ' -f1)
+if ! stamp_ok dashboard/node_modules/.ridectl-stamp "$sum"; then
+  log "installing the dashboard's npm packages (npm ci)"
+  (cd dashboard && npm ci --no-audit --no-fund --silent --cache "$CACHE/npm")
+  echo "$sum" > dashboard/node_modules/.ridectl-stamp
+fi
+for f in uPlot.iife.min.js uPlot.min.css; do
+  if ! cmp -s "dashboard/node_modules/uplot/dist/$f" "dashboard/vendor/$f"; then
+    log "dashboard/vendor/$f differs from the npm package: updating it (commit the change)"
+    cp "dashboard/node_modules/uplot/dist/$f" "dashboard/vendor/$f"
+  fi
+done
 
 # 5. The ridectl binary.
 log "building ridectl (cargo build --release)"

@@ -3,9 +3,11 @@
 //! The library mirrors the pipeline: [`config`] (pipeline.yaml), [`events`] (the wire
 //! schema), [`kafka`] (clients and topic provisioning), [`clickhouse`] (client and
 //! schema migrations), [`local`] (the local real stack), [`generate`] (the traffic
-//! generator), [`grafana`] (the dashboard model and the plugin's macros), [`ingest`] and [`query`] (raw events in ClickHouse), [`alerts`] (alert
-//! rules and PagerDuty), [`bench`] (benchmarks), [`verify`] (end-to-end checks), [`dlq`]
-//! (inspecting and replaying dead letters), and one module per command under
+//! generator), [`grafana`] (the dashboard model and the plugin's macros),
+//! [`dashboard`] (`ridectl dashboard`: the Grafana dashboard served live), [`ingest`]
+//! and [`query`] (raw events in ClickHouse), [`alerts`] (alert rules and PagerDuty),
+//! [`bench`] (benchmarks), [`verify`] (end-to-end checks), [`dlq`] (inspecting and
+//! replaying dead letters), and one module per command under
 //! [`cli`]. The binary only parses arguments and calls [`cli::run`].
 
 #![warn(missing_docs)]
@@ -16,6 +18,7 @@ pub mod bench;
 pub mod cli;
 pub mod clickhouse;
 pub mod config;
+pub mod dashboard;
 pub mod dlq;
 pub mod events;
 pub mod exit;

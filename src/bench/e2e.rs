@@ -58,6 +58,10 @@ pub struct E2eBenchArgs {
     /// Keep the benchmark's topics and database (for inspection).
     #[arg(long)]
     pub keep: bool,
+    /// Also measure event timestamp → visible on the page: `ridectl dashboard` in
+    /// headless Chromium (Debian `chromium`) beside the pipeline.
+    #[arg(long)]
+    pub browser: bool,
 }
 
 /// Percentiles of a freshness distribution, seconds.
@@ -130,6 +134,9 @@ pub struct E2eReport {
     pub raw: Freshness,
     /// Aggregates: timestamp to counted in `city_window_metrics`.
     pub aggregates: Freshness,
+    /// With `--browser`: timestamp to visible on the dashboard page in Chromium.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser: Option<Freshness>,
     /// Seconds after the generator stopped until every sampled event showed in both.
     pub drain_seconds: f64,
     /// Lag of the ingest group.
@@ -161,6 +168,20 @@ impl E2eReport {
                 "p99 first half / second half",
                 format!("{} / {}", s(r.p99_first_half), s(r.p99_second_half)),
                 format!("{} / {}", s(a.p99_first_half), s(a.p99_second_half)),
+            ),
+            (
+                "on the dashboard page (--browser)",
+                self.browser.as_ref().map_or("-".into(), |b| {
+                    format!("p50 {} · p95 {} · p99 {}", s(b.p50), s(b.p95), s(b.p99))
+                }),
+                self.browser.as_ref().map_or("-".into(), |b| {
+                    format!(
+                        "max {} · {} events ({} missing)",
+                        s(b.max),
+                        b.events,
+                        b.missing
+                    )
+                }),
             ),
             (
                 "consumer lag p50 / max / at end",
@@ -381,6 +402,11 @@ async fn measure(
     let secs = args.duration.get().as_secs_f64();
     let expected = (per_sec * secs).max(1.0) as u64;
     let k = (expected / args.samples.max(1)).max(1);
+    let page = if args.browser {
+        Some(super::e2e_browser::start(l).await?)
+    } else {
+        None
+    };
     let run_start = now_millis();
     let measure_from = run_start + args.warmup.as_millis_i64();
     let duration = args.duration.to_string();
@@ -503,6 +529,14 @@ async fn measure(
         tokio::time::sleep(args.poll.get()).await;
     };
     let drain_seconds = stopped.elapsed().as_secs_f64();
+    let page = match page {
+        // One more refresh of the page after the last event.
+        Some(p) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Some(p.finish().await?)
+        }
+        None => None,
+    };
     aggregate.stop(Duration::from_secs(30));
     ingest.stop(Duration::from_secs(30));
     let (rows, distinct) = count(&ch).await?;
@@ -510,6 +544,7 @@ async fn measure(
     let mut seen_ids = HashSet::new();
     let (mut raw, mut agg) = (Vec::new(), Vec::new());
     let (mut raw_missing, mut agg_missing) = (0, 0);
+    let (mut on_page, mut page_missing) = (Vec::new(), 0);
     for e in sampled.iter().filter(|e| e.ts >= measure_from) {
         seen_ids.insert(e.event_id.as_str());
         match obs.raw_seen.get(&e.event_id) {
@@ -520,6 +555,17 @@ async fn measure(
             Some(at) => agg.push((e.ts, (at - e.ts).max(0) as f64 / 1000.0)),
             None => agg_missing += 1,
         }
+        if let Some(p) = &page {
+            match p.visible_at(e.ts) {
+                Some(at) => on_page.push((e.ts, (at - e.ts).max(0) as f64 / 1000.0)),
+                None => page_missing += 1,
+            }
+        }
+    }
+    if let Some(p) = &page
+        && !p.console_errors.is_empty()
+    {
+        tracing::warn!("the dashboard page logged errors: {:?}", p.console_errors);
     }
     Ok(E2eReport {
         rate,
@@ -533,6 +579,7 @@ async fn measure(
         sample_one_in: k,
         raw: freshness(raw, raw_missing),
         aggregates: freshness(agg, agg_missing),
+        browser: page.map(|_| freshness(on_page, page_missing)),
         drain_seconds,
         ingest_lag: lag_summary(&groups.0, &ingest_lag),
         aggregate_lag: lag_summary(&groups.1, &agg_lag),

@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod e2e;
+pub mod e2e_browser;
 pub mod generate;
 pub mod harness;
 pub mod ingest;

@@ -64,7 +64,8 @@ consumer lag and CPU per process; everything is deleted afterwards (--keep keeps
 
 Examples:
   ridectl bench e2e                                  50,000/min for 2 minutes
-  ridectl bench e2e --rate 500000/min --duration 3m --format json")]
+  ridectl bench e2e --rate 500000/min --duration 3m --format json
+  ridectl bench e2e --browser                        also: event → visible on the dashboard page")]
 struct E2eBenchCmd {
     #[command(flatten)]
     args: bench::e2e::E2eBenchArgs,

@@ -5,6 +5,7 @@ mod aggregate_cmd;
 mod alerts_cmd;
 mod bench_cmd;
 mod config_cmd;
+mod dashboard_cmd;
 mod dlq_cmd;
 mod generate_cmd;
 mod ingest_cmd;
@@ -34,6 +35,7 @@ Examples:
   ridectl alerts check --dry-run        evaluate the alert rules, print the PagerDuty events
   ridectl verify                        check ClickHouse against the events in Kafka
   ridectl dlq stats                     dead-lettered messages per reason (list, replay)
+  ridectl dashboard --open              the live ops dashboard in a browser
 
 Configuration: pipeline.yaml (or --config / RIDECTL_CONFIG), profile `local` unless
 --profile / RIDECTL_PROFILE says otherwise.
@@ -105,6 +107,8 @@ pub enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Inspect and replay dead-lettered (and late) messages.
     Dlq(dlq_cmd::DlqArgs),
+    /// Serve the live ops dashboard (the Grafana dashboard, rendered by ridectl).
+    Dashboard(dashboard_cmd::DashboardArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -124,6 +128,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench(args) => block_on(bench_cmd::run(&cli.global, args)),
         Command::Verify(args) => block_on(verify_cmd::run(&cli.global, args)),
         Command::Dlq(args) => block_on(dlq_cmd::run(&cli.global, args)),
+        Command::Dashboard(args) => block_on(dashboard_cmd::run(&cli.global, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
