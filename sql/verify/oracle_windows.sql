@@ -18,7 +18,7 @@ SELECT
     countIf(event_type = 'cancelled') AS cancellations,
     -- An event without a fare is left out of the average; one without a rider is
     -- not a rider (docs/events.md).
-    if(count(estimated_fare) = 0, 0, sum(estimated_fare) / count(estimated_fare)) AS avg_fare,
+    if(count(estimated_fare) = 0, 0, ifNull(sum(estimated_fare), 0) / count(estimated_fare)) AS avg_fare,
     uniqExactIf(user_id, ifNull(user_id, '') != '') AS unique_riders,
     if(requests = 0, 0, cancellations / requests) AS cancellation_rate,
     if(requests = 0, 0, completions / requests) AS completion_rate,
