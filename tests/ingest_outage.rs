@@ -48,7 +48,8 @@ async fn clickhouse_stopped_for_30_s_mid_run_then_exact_counts() {
     l.config.ingest.batch_max_rows = 5_000;
     l.config.ingest.retry_max_backoff = ridectl::units::HumanDuration::from_millis(2_000);
     common::provision(&l).await;
-    let start = ridectl::time::now_millis() - 3_600_000;
+    // Every event in the past: the contract dead-letters events ahead of the clock.
+    let start = ridectl::time::now_millis() - 40_000 * 1000 - 3_600_000;
     let events = common::simple_rides(40_000, &["berlin", "prague", "vienna", "warsaw"], start);
     let recs = records(&events);
     let (first, second) = recs.split_at(recs.len() / 2);

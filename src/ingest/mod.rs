@@ -631,6 +631,9 @@ impl Worker<'_> {
 
     /// Produces the rejected messages of `batches` to the dead-letter topic.
     async fn dead_letters(&mut self, batches: &[Batch]) -> anyhow::Result<()> {
+        // Enqueue every record first, then wait for the deliveries: awaiting each in
+        // turn would wait out linger.ms per record.
+        let mut pending = Vec::new();
         for batch in batches {
             for d in &batch.dead {
                 let origin = Origin {
@@ -640,8 +643,12 @@ impl Worker<'_> {
                     key: d.key.as_deref(),
                     payload: &d.payload,
                 };
-                self.side_outputs
-                    .dead_letter(&origin, &d.rejection)
+                pending.push((self.side_outputs.dead_letter(&origin, &d.rejection), d));
+            }
+        }
+        for (delivery, d) in pending {
+            {
+                delivery
                     .await
                     .map_err(|_| anyhow::anyhow!("dead-letter producer closed"))?
                     .map_err(|(e, _)| anyhow::anyhow!("dead-letter produce failed: {e}"))?;
