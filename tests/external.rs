@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use ridectl::config::Loaded;
 use ridectl::kafka::dlq::{CONSUMER_HEADER, REASON_HEADER, SOURCE_OFFSET_HEADER};
 use ridectl::kafka::read::scan_topic;
@@ -67,17 +67,7 @@ fn stop(mut child: Child) {
 /// Every message of `topic` as (key, payload, headers).
 fn read(l: &Loaded, topic: &str) -> Vec<(String, Vec<u8>, HashMap<String, String>)> {
     scan_topic(&l.config.kafka, topic, Duration::from_secs(60), |m| {
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| {
-                        let v = String::from_utf8_lossy(x.value.unwrap_or_default());
-                        (x.key.to_string(), v.into_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = ridectl::kafka::read::headers(m);
         Some((
             String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
             m.payload().unwrap_or_default().to_vec(),

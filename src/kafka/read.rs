@@ -125,7 +125,8 @@ pub fn scan_topic<T>(
     Ok(out)
 }
 
-fn headers(m: &BorrowedMessage<'_>) -> HashMap<String, String> {
+/// A message's headers, values as UTF-8 (lossily).
+pub fn headers(m: &BorrowedMessage<'_>) -> HashMap<String, String> {
     m.headers()
         .map(|h| {
             h.iter()
