@@ -13,7 +13,9 @@
 #
 # Scenarios: kill-aggregate kill-ingest broker-stop broker-pause clickhouse-stop broker-loss
 # Options:   --runs N (SIGKILL runs per worker, default 10), --duration D (default 60s),
-#            --rate R (default 50000/min), --seed S (fault moments), --out DIR, --keep-stack
+#            --rate R (default 50000/min), --seed S (fault moments), --out DIR, --keep-stack,
+#            --wire full|seed|alternate (the generator's event form; default alternate:
+#            every second run sends seed-design events, without event_id)
 # Environment: RIDECTL_BIN (default $CARGO_TARGET_DIR/release/ridectl, else
 #            target/release/ridectl), FAULTS_KAFKA_PORT (24092; 3 brokers: +0..2),
 #            FAULTS_CLICKHOUSE_PORT (23123), FAULTS_STATE_DIR (.ridectl/faults-state).
@@ -29,6 +31,8 @@ RATE=50000/min
 SEED=""
 OUT=""
 KEEP_STACK=0
+WIRE=alternate
+RUN_COUNT=0
 SCENARIOS=()
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
     --seed) SEED=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
     --keep-stack) KEEP_STACK=1; shift ;;
+    --wire) WIRE=${2:?}; shift 2 ;;
     -h|--help) usage 0 ;;
     -*) echo "unknown option $1" >&2; usage 2 ;;
     *) if [[ " ${ALL_SCENARIOS[*]} " == *" $1 "* ]]; then SCENARIOS+=("$1"); shift
@@ -46,6 +51,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=("${ALL_SCENARIOS[@]}")
+case "$WIRE" in full|seed|alternate) ;; *) echo "--wire must be full, seed or alternate" >&2; exit 2 ;; esac
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "--runs must be a positive integer" >&2; exit 2; }
 DUR_S=$(python3 -c "import re,sys; m=re.fullmatch(r'(\d+)(s|m)?', sys.argv[1]); print(int(m[1])*(60 if m[2]=='m' else 1) if m else '')" "$DURATION")
 [ -n "$DUR_S" ] && [ "$DUR_S" -ge 20 ] || { echo "--duration must be like 60s or 2m, at least 20s" >&2; exit 2; }
@@ -221,9 +227,12 @@ run_one() {  # run_one SCENARIO INDEX
   start_worker aggregate 1; AGG=$LAST_PID
   start_worker ingest 1; ING=$LAST_PID
   local at=$((10 + RANDOM % (DUR_S - 19)))   # uniform in [10 s, duration - 10 s]
-  log "$scenario #$index: generating for $DURATION at $RATE, fault at ${at}s"
+  local wire=$WIRE
+  RUN_COUNT=$((RUN_COUNT + 1))
+  [ "$wire" = alternate ] && { [ $((RUN_COUNT % 2)) = 0 ] && wire=seed || wire=full; }
+  log "$scenario #$index: generating for $DURATION at $RATE ($wire events), fault at ${at}s"
   timeout $((DUR_S + 300)) "$BIN" --config "$CFG" generate --rate "$RATE" --duration "$DURATION" \
-    --flush-timeout 5m --format json >"$DIR/generate.json" 2>"$DIR/generate.log" &
+    --wire "$wire" --flush-timeout 5m --format json >"$DIR/generate.json" 2>"$DIR/generate.log" &
   local gen=$!
   inject "$scenario" "$at"
   wait "$gen"
@@ -249,9 +258,9 @@ run_one() {  # run_one SCENARIO INDEX
   fi
   local secs=$((SECONDS - started))
   python3 - "$DIR" "$scenario" "$index" "$at" "$gen_rc" "$agg_rc" "$ing_rc" "$ingb_rc" "$aggb_rc" \
-    "$verify_rc" "$secs" >>"$RESULTS" <<'EOF'
+    "$verify_rc" "$secs" "$wire" >>"$RESULTS" <<'EOF'
 import json, sys
-d, scenario, index, at, gen, agg, ing, ingb, aggb, ver, secs = sys.argv[1:]
+d, scenario, index, at, gen, agg, ing, ingb, aggb, ver, secs, wire = sys.argv[1:]
 def load(name):
     try:
         return json.load(open(f"{d}/{name}"))
@@ -267,7 +276,7 @@ except OSError:
 # and it is restarted) and stop cleanly on SIGTERM.
 ok = all(x == "0" for x in (gen, agg, ing, ingb, aggb, ver)) and v.get("passed") is True
 print(json.dumps({
-    "scenario": scenario, "run": int(index), "fault_at_s": int(at), "fault": fault,
+    "scenario": scenario, "run": int(index), "wire": wire, "fault_at_s": int(at), "fault": fault,
     "delivered": g.get("ride_events", {}).get("delivered"),
     "generator_failed": g.get("ride_events", {}).get("failed"),
     "ride_events_rows": re_.get("rows"), "duplicates": re_.get("duplicates"),
@@ -303,15 +312,15 @@ done
 python3 - "$RESULTS" "${SCENARIOS[@]}" <<'EOF' | tee "$OUT/summary.md"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| fault | run | fault at | delivered | in ride_events | duplicates | missing | windows = oracle | DLQ valid | late | workers | duration | outcome |")
-print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---|")
+print("| fault | run | events | fault at | delivered | in ride_events | duplicates | missing | windows = oracle | DLQ valid | late | workers | duration | outcome |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---|")
 for r in rows:
     w = "-" if r["windows_ok"] is None else (f"yes ({r['windows_matching']})" if r["windows_ok"] else f"NO ({r['windows_matching']}/{r['windows_expected']})")
     f = lambda k: "-" if r.get(k) is None else str(r[k])
     e = r["exit_codes"]
     bad = [f"{k.split('_')[0]} {e[k]}" for k in ("aggregate_stop", "ingest_stop") if e[k] != "0"]
     workers = "ok" if not bad else ", ".join(bad)
-    print(f"| {r['scenario']} | {r['run']} | {r['fault_at_s']} s | {f('delivered')} | {f('ride_events_rows')} | {f('duplicates')} | {f('missing')} | {w} | {f('dlq_valid')} | {f('late')} | {workers} | {r['seconds']} s | {'pass' if r['passed'] else 'FAIL'} |")
+    print(f"| {r['scenario']} | {r['run']} | {r.get('wire', 'full')} | {r['fault_at_s']} s | {f('delivered')} | {f('ride_events_rows')} | {f('duplicates')} | {f('missing')} | {w} | {f('dlq_valid')} | {f('late')} | {workers} | {r['seconds']} s | {'pass' if r['passed'] else 'FAIL'} |")
 runs = {s: 0 for s in sys.argv[2:]}
 for r in rows:
     runs[r["scenario"]] += 1

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::GlobalArgs;
 use crate::exit;
@@ -11,7 +11,7 @@ use crate::generate::scenario::{
     self, CancelSpike, Late, Scenarios, Surge, parse_cancel_spike, parse_late, parse_surge,
 };
 use crate::generate::sink::Output;
-use crate::generate::{self, GenerateOptions, Progress, Shutdown, Summary};
+use crate::generate::{self, GenerateOptions, Progress, Shutdown, Summary, Wire};
 use crate::output::{self, Format};
 use crate::time::{EpochMillis, parse_iso8601};
 use crate::units::{HumanDuration, Rate};
@@ -29,6 +29,8 @@ Examples:
       exercise watermarks and the dead-letter path
   ridectl generate --backfill 24h
       yesterday's traffic, as fast as possible
+  ridectl generate --wire seed --duration 5m
+      events shaped like the seed design's producer (no event_id, naive times)
   ridectl generate --start-time 2026-11-26T06:00:00Z --speedup 60 \
       --rate 50000/min --duration 4m
       06:00 to 10:00 in four minutes (simulated density: the rate ÷ 60)
@@ -107,6 +109,17 @@ pub struct GenerateArgs {
     /// Longest wait for outstanding deliveries at the end.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     flush_timeout: HumanDuration,
+    /// Ride events as ridectl writes them (full) or as the seed design's producer
+    /// does (seed: no event_id or schema_version, naive microsecond timestamps).
+    #[arg(long, value_enum, default_value_t = WireArg::Full)]
+    wire: WireArg,
+}
+
+/// `--wire`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum WireArg {
+    Full,
+    Seed,
 }
 
 fn parse_time(s: &str) -> Result<EpochMillis, String> {
@@ -148,6 +161,10 @@ impl GenerateArgs {
                 Progress::Auto
             },
             flush_timeout: self.flush_timeout.get(),
+            wire: match self.wire {
+                WireArg::Full => Wire::Full,
+                WireArg::Seed => Wire::Seed,
+            },
         })
     }
 }

@@ -8,6 +8,20 @@ use super::sim::{LocationEvent, SimEvent};
 use crate::events::{EventType, RejectReason, SCHEMA_VERSION};
 use crate::time::{EpochMillis, format_millis};
 
+/// What generated ride events look like on the wire (`ridectl generate --wire`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wire {
+    /// ridectl's own form: `event_id`, `schema_version`, and `…T12:00:00.007Z`
+    /// millisecond timestamps.
+    #[default]
+    Full,
+    /// What the seed design's producer sends: no `event_id` or `schema_version`
+    /// (the pipeline derives the id from the message's Kafka position) and Python's
+    /// naive `isoformat()` timestamps with microseconds (`…T12:00:00.007000`, read
+    /// as UTC).
+    Seed,
+}
+
 /// Writes messages for one run. Ids: `event_id` `<run>-<seq>`, `ride_id`
 /// `ride-<run>-<n>`, `user_id` `u-<city>-<n>`, `driver_id` `d-<city>-<n>`.
 #[derive(Clone, Debug)]
@@ -16,6 +30,7 @@ pub struct Encoder {
     /// Per city: the JSON-escaped name, without quotes.
     cities: Vec<String>,
     ts: TsCache,
+    wire: Wire,
     /// Where one message is assembled: large enough for the longest possible one.
     scratch: Vec<u8>,
 }
@@ -155,8 +170,15 @@ impl Encoder {
                 second: i64::MIN,
                 prefix: [0; 20],
             },
+            wire: Wire::Full,
             scratch: vec![0; max],
         }
+    }
+
+    /// The same encoder writing ride events in the `wire` form.
+    pub fn with_wire(mut self, wire: Wire) -> Encoder {
+        self.wire = wire;
+        self
     }
 
     /// The run id in every event and ride id.
@@ -199,8 +221,9 @@ impl Encoder {
     pub fn ride_event(&mut self, e: &SimEvent, timestamp: EpochMillis, out: &mut Vec<u8>) -> usize {
         self.ride_id(out, e.ride);
         let mid = out.len();
+        let wire = self.wire;
         self.emit(out, |w, ts, cities, run| {
-            ride_event(w, ts, cities, run, e, timestamp, Fault::None)
+            ride_event(w, ts, cities, run, e, timestamp, wire, Fault::None)
         });
         mid
     }
@@ -257,8 +280,9 @@ impl Encoder {
             RejectReason::TimestampOutOfRange => Fault::FarTimestamp,
             RejectReason::InvalidValue => Fault::NegativeFare,
         };
+        let wire = self.wire;
         self.emit(out, |w, ts, cities, run| {
-            ride_event(w, ts, cities, run, &e, e.timestamp, fault)
+            ride_event(w, ts, cities, run, &e, e.timestamp, wire, fault)
         });
         if fault == Fault::Truncated {
             // Cut inside the value of event_type: `{"event_id":"…","schema_version":1,"event_type":"requ`.
@@ -297,20 +321,25 @@ fn ride_event(
     run: &str,
     e: &SimEvent,
     timestamp: EpochMillis,
+    wire: Wire,
     fault: Fault,
 ) {
     let city = cities[e.city as usize].as_bytes();
     let bad = fault != Fault::None;
-    w.lit(b"{\"event_id\":\"");
-    w.bytes(run.as_bytes());
-    w.byte(b'-');
-    if bad {
-        w.byte(b'm');
+    w.byte(b'{');
+    if wire == Wire::Full {
+        w.lit(b"\"event_id\":\"");
+        w.bytes(run.as_bytes());
+        w.byte(b'-');
+        if bad {
+            w.byte(b'm');
+        }
+        w.u64(e.seq);
+        w.lit(b"\",\"schema_version\":");
+        w.u64(u64::from(SCHEMA_VERSION));
+        w.byte(b',');
     }
-    w.u64(e.seq);
-    w.lit(b"\",\"schema_version\":");
-    w.u64(u64::from(SCHEMA_VERSION));
-    w.lit(b",\"event_type\":\"");
+    w.lit(b"\"event_type\":\"");
     w.bytes(e.kind.as_str().as_bytes());
     w.lit(b"\",\"ride_id\":\"");
     ride_id(w, run, e.ride, bad);
@@ -325,6 +354,11 @@ fn ride_event(
             *d = if *d == b'9' { b'1' } else { *d + 1 };
         }
         _ => w.ts(ts, timestamp),
+    }
+    if wire == Wire::Seed && w.buf[w.pos - 1] == b'Z' {
+        // `…SS.mmmZ` → `…SS.mmm000`: naive, microseconds, as `isoformat()` writes.
+        w.pos -= 1;
+        w.lit(b"000");
     }
     w.byte(b'"');
     if fault != Fault::MissingCity {
@@ -419,6 +453,25 @@ mod tests {
 
     fn encoder() -> Encoder {
         Encoder::new("ab12cd34", &["berlin".to_string(), "vienna".to_string()])
+    }
+
+    #[test]
+    fn seed_wire_is_what_the_seed_producer_sends_and_reads_as_the_same_instant() {
+        let mut enc = encoder().with_wire(Wire::Seed);
+        let mut buf = Vec::new();
+        let e = sample();
+        let mid = enc.ride_event(&e, e.timestamp, &mut buf);
+        let text = std::str::from_utf8(&buf[mid..]).unwrap();
+        assert_eq!(
+            text,
+            r#"{"event_type":"completed","ride_id":"ride-ab12cd34-77","timestamp":"2025-11-26T12:00:00.007000","city":"vienna","estimated_fare":12.30,"user_id":"u-vienna-4242","driver_id":"d-vienna-17","pickup":{"lat":48.123456,"lng":-16.500000},"dropoff":{"lat":48.200000,"lng":16.000001},"final_fare":13.05}"#
+        );
+        let ev = crate::events::parse_ride_event(&buf[mid..]).unwrap();
+        assert_eq!(ev.event_time, e.timestamp);
+        assert_eq!(
+            ev.event_id_at("ride-events", 3, 42),
+            "kafka:ride-events:3:42"
+        );
     }
 
     #[test]

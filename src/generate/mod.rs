@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
+pub use self::encode::Wire;
 use self::pace::{Clock, Pacer, SystemClock};
 use self::scenario::{Late, Scenarios};
 use self::sink::{Counts, FileSink, KafkaSink, Output, Sink, Stats};
@@ -152,6 +153,8 @@ pub struct GenerateOptions {
     pub progress: Progress,
     /// Longest wait for outstanding acknowledgements at the end.
     pub flush_timeout: Duration,
+    /// The form of ride events on the wire.
+    pub wire: Wire,
 }
 
 impl Default for GenerateOptions {
@@ -172,6 +175,7 @@ impl Default for GenerateOptions {
             output: Output::Kafka,
             progress: Progress::Off,
             flush_timeout: Duration::from_secs(30),
+            wire: Wire::Full,
         }
     }
 }
@@ -328,6 +332,7 @@ impl GenerateOptions {
                 out_of_order: self.out_of_order,
                 malformed,
                 scenarios: self.scenarios.resolve(&g.cities, start_ms).map_err(usage)?,
+                wire: self.wire,
             },
             rate,
             speedup,

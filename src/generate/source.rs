@@ -7,7 +7,7 @@
 //! are `driver_location_interval ÷ drivers` apart (each driver once per interval,
 //! spread evenly). The two schedules are merged in simulated-time order.
 
-use super::encode::Encoder;
+use super::encode::{Encoder, Wire};
 use super::pace::Slots;
 use super::rng::{Rng, splitmix64};
 use super::scenario::{Late, ResolvedScenarios};
@@ -61,6 +61,8 @@ pub struct SourceConfig {
     pub malformed: f64,
     /// `--surge` and `--cancel-spike`, bound to `start_ms`.
     pub scenarios: ResolvedScenarios,
+    /// `--wire`: the form of ride events.
+    pub wire: Wire,
 }
 
 /// One message, borrowed from the source until the next call.
@@ -127,7 +129,7 @@ impl Source {
     pub fn new(gen_cfg: &GeneratorConfig, cfg: SourceConfig) -> Source {
         let sim = Simulator::new(gen_cfg, cfg.seed, cfg.scenarios.clone());
         let names: Vec<String> = sim.cities().iter().map(|c| c.name.clone()).collect();
-        let enc = Encoder::new(&run_id(cfg.seed), &names);
+        let enc = Encoder::new(&run_id(cfg.seed), &names).with_wire(cfg.wire);
         let drivers = sim.driver_count();
         let loc_slots = cfg
             .location_interval_ms
