@@ -222,8 +222,9 @@ impl Encoder {
         self.ride_id(out, e.ride);
         let mid = out.len();
         let wire = self.wire;
+        let e = SimEvent { timestamp, ..*e };
         self.emit(out, |w, ts, cities, run| {
-            ride_event(w, ts, cities, run, e, timestamp, wire, Fault::None)
+            ride_event(w, ts, cities, run, &e, wire, Fault::None)
         });
         mid
     }
@@ -282,7 +283,7 @@ impl Encoder {
         };
         let wire = self.wire;
         self.emit(out, |w, ts, cities, run| {
-            ride_event(w, ts, cities, run, &e, e.timestamp, wire, fault)
+            ride_event(w, ts, cities, run, &e, wire, fault)
         });
         if fault == Fault::Truncated {
             // Cut inside the value of event_type: `{"event_id":"…","schema_version":1,"event_type":"requ`.
@@ -320,10 +321,10 @@ fn ride_event(
     cities: &[String],
     run: &str,
     e: &SimEvent,
-    timestamp: EpochMillis,
     wire: Wire,
     fault: Fault,
 ) {
+    let timestamp = e.timestamp;
     let city = cities[e.city as usize].as_bytes();
     let bad = fault != Fault::None;
     w.byte(b'{');
